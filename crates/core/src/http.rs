@@ -189,13 +189,13 @@ pub async fn serve(
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            server.http_builder().http1().header_read_timeout(READ_HEADER_TIMEOUT);
+            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(READ_HEADER_TIMEOUT);
             server.serve(app).await
         }
         Some(cfg) => {
             let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
             let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls_cfg)?.handle(handle);
-            server.http_builder().http1().header_read_timeout(READ_HEADER_TIMEOUT);
+            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(READ_HEADER_TIMEOUT);
             server.serve(app).await
         }
     }

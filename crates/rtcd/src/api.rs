@@ -1,0 +1,238 @@
+//! rtcd's HTTP API (spec rtcd.md §1): routes, auth and the exact status codes and bodies.
+//!
+//! Go's `ServeMux` answers an unknown path, and each JSON handler a wrong method, with `404 page
+//! not found`; `/metrics` takes any method; `/ws` authenticates before anything else.
+
+use crate::service::ControlHandle;
+use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, Response};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use axum::Router;
+use calls_core::auth::{AuthService, BasicPolicy, Identity};
+use calls_core::http::{self as h, decode_string_map, read_body, status_json};
+use calls_proto::json::{self, SystemInfo, VersionInfo};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bodies of `/register`, `/unregister` and `/login` are a few dozen bytes; anything past this is refused.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub struct AppState {
+    pub auth: AuthService,
+    pub control: ControlHandle,
+    pub version: VersionInfo,
+    /// `/system` cpu_load as f64 bits, updated every second.
+    pub cpu_load: AtomicU64,
+    pub metrics: calls_core::metrics::Registry,
+}
+
+type St = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/version", any(version))
+        .route("/system", any(system))
+        .route("/register", any(register))
+        .route("/unregister", any(unregister))
+        .route("/login", any(login))
+        .route("/calls/{call_id}/sessions", any(sessions))
+        .route("/calls/{call_id}/sessions/{session_id}", any(session))
+        .route("/ws", any(ws))
+        .route("/metrics", any(metrics))
+        .fallback(|| async { h::not_found() })
+        .with_state(state)
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+async fn version(State(s): St, method: Method) -> Response<Body> {
+    if method != Method::GET {
+        return h::not_found();
+    }
+    h::json(200, json::to_vec(&s.version))
+}
+
+async fn system(State(s): St, method: Method) -> Response<Body> {
+    if method != Method::GET {
+        return h::not_found();
+    }
+    let cpu_load = f64::from_bits(s.cpu_load.load(Ordering::Relaxed));
+    h::json(200, json::to_vec(&SystemInfo { cpu_load }))
+}
+
+async fn metrics(State(s): St) -> Response<Body> {
+    let mut r = Response::new(Body::from(s.metrics.render()));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+async fn register(State(s): St, method: Method, headers: HeaderMap, body: Body) -> Response<Body> {
+    if method != Method::POST {
+        return h::not_found();
+    }
+    if !s.auth.config().allow_self_registration {
+        if let Err(e) = s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
+            return status_json(e.status, Some(&e.message), &[]);
+        }
+    }
+    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+        Ok(m) => m,
+        Err(e) => return status_json(400, Some(&e), &[]),
+    };
+    let id = req.get("clientID").map_or("", String::as_str);
+    let key = req.get("authKey").map_or("", String::as_str);
+    match s.auth.register(id, key).await {
+        Ok(()) => {
+            tracing::info!(client_id = id, "registered new mattermost client");
+            status_json(201, None, &[("clientID", id)])
+        }
+        Err(e) => status_json(400, Some(&e), &[]),
+    }
+}
+
+async fn unregister(State(s): St, method: Method, headers: HeaderMap, body: Body) -> Response<Body> {
+    if method != Method::POST {
+        return h::not_found();
+    }
+    let sec = s.auth.config();
+    if !sec.enable_admin && !sec.allow_self_registration {
+        tracing::warn!("/unregister was called, but enable_admin and allow_self_registration are both false");
+        return status_json(403, Some("unregister not enabled"), &[]);
+    }
+    let who = match s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
+        Ok(who) => who,
+        Err(e) => return status_json(e.status, Some(&e.message), &[]),
+    };
+    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+        Ok(m) => m,
+        Err(e) => return status_json(400, Some(&e), &[]),
+    };
+    let id = req.get("clientID").map_or("", String::as_str);
+    if id.is_empty() {
+        return status_json(400, Some("client id should not be empty"), &[]);
+    }
+    if let Identity::Client(me) = &who {
+        if me != id {
+            return status_json(403, Some("client id not valid"), &[]);
+        }
+    }
+    match s.auth.unregister(id).await {
+        Ok(()) => {
+            tracing::info!(client_id = id, "unregistered mattermost client");
+            status_json(200, None, &[])
+        }
+        Err(e) => status_json(400, Some(&e), &[]),
+    }
+}
+
+async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
+    if method != Method::POST {
+        return h::not_found();
+    }
+    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+        Ok(m) => m,
+        Err(e) => return status_json(400, Some(&e), &[]),
+    };
+    let id = req.get("clientID").map_or("", String::as_str);
+    let key = req.get("authKey").map_or("", String::as_str);
+    match s.auth.login(id, key).await {
+        Ok(token) => {
+            tracing::info!(client_id = id, "logged in mattermost client");
+            status_json(200, None, &[("bearerToken", &token)])
+        }
+        Err(e) => status_json(400, Some(&e), &[]),
+    }
+}
+
+/// Session queries need a client identity: the admin (no group) gets 401 like any failure.
+async fn group_of(s: &AppState, headers: &HeaderMap) -> Result<String, Response<Body>> {
+    match s.auth.check(authorization(headers), BasicPolicy::Strict).await {
+        Ok(Identity::Client(id)) => Ok(id),
+        Ok(Identity::Admin) => Err(h::text_error(401, "unauthorized")),
+        Err(e) => {
+            tracing::warn!(error = %e, "failed to authenticate");
+            Err(h::text_error(401, "unauthorized"))
+        }
+    }
+}
+
+async fn sessions(State(s): St, method: Method, headers: HeaderMap, Path(call_id): Path<String>) -> Response<Body> {
+    if method != Method::GET {
+        return h::not_found();
+    }
+    let group = match group_of(&s, &headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match s.control.sessions(&group, &call_id).await {
+        Ok(cfgs) => h::json(200, json::to_vec(&cfgs)),
+        Err(e) => h::text_error(404, &format!("failed to get session configs: {e}")),
+    }
+}
+
+async fn session(
+    State(s): St,
+    method: Method,
+    headers: HeaderMap,
+    Path((call_id, session_id)): Path<(String, String)>,
+) -> Response<Body> {
+    if method != Method::GET {
+        return h::not_found();
+    }
+    let group = match group_of(&s, &headers).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    match s.control.session(&group, &call_id, &session_id).await {
+        Ok(cfg) => h::json(200, json::to_vec(&cfg)),
+        Err(e) => h::text_error(404, &format!("failed to get session config: {e}")),
+    }
+}
+
+/// The plugin channel. Authentication comes first: a failure is a plain 401 (rtcd writes an empty
+/// 200, which the client also treats as a failed handshake).
+async fn ws(
+    State(s): St,
+    method: Method,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response<Body> {
+    let who = match s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
+        Ok(who) => who,
+        Err(e) => {
+            tracing::warn!(error = %e, "ws: auth callback failed");
+            return h::text_error(401, "unauthorized");
+        }
+    };
+    if method != Method::GET {
+        return h::text_error(405, "Method Not Allowed");
+    }
+    // gorilla's default origin check: an Origin header, if any, must name the Host.
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return h::text_error(403, "Forbidden");
+        }
+    }
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rej) => return rej.into_response(),
+    };
+    let client_id = who.client_id().to_owned();
+    let conn_id = calls_core::ids::new_id();
+    let control = s.control.clone();
+    upgrade
+        .max_message_size(calls_proto::MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(calls_proto::MAX_WS_MESSAGE_BYTES)
+        .on_failed_upgrade(|e| tracing::warn!(error = %e, "ws: failed to upgrade connection"))
+        .on_upgrade(move |socket| crate::ws::serve(socket, conn_id, client_id, control))
+        .into_response()
+}
+

@@ -1,0 +1,294 @@
+//! rtcd's configuration: every key of the Go rtcd (`config/config.sample.toml`), its default, its
+//! validation and its `RTCD_*` variable. Loading itself is [`calls_core::config`].
+
+use calls_core::auth::SecurityConfig;
+use calls_core::config::{ConfigError, EnvNaming, Validate};
+use calls_core::http::HttpConfig;
+use calls_core::logging::LoggerConfig;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::net::IpAddr;
+
+/// rtcd's variables: `RTCD_` + Go field path; `rtc.turn` is the Go field `TURNConfig`.
+pub const ENV: EnvNaming = EnvNaming { prefix: "RTCD", renames: &[("rtc.turn", "TURNCONFIG")] };
+/// Go's `-config` default.
+pub const DEFAULT_CONFIG_PATH: &str = "config/config.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub rtc: RtcConfig,
+    pub store: StoreConfig,
+    pub logger: LoggerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiConfig {
+    pub http: HttpConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreConfig {
+    pub data_source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RtcConfig {
+    /// Comma-separated local IPs to listen on for UDP; empty means every interface.
+    pub ice_address_udp: String,
+    pub ice_port_udp: i64,
+    pub ice_address_tcp: String,
+    pub ice_port_tcp: i64,
+    /// An IP, a hostname, or `EXT/INT,EXT/INT` NAT pairs advertised in host candidates.
+    pub ice_host_override: String,
+    /// A port, or `LOCALIP/PORT,...`; TOML accepts an integer or a string.
+    #[serde(deserialize_with = "int_or_string")]
+    pub ice_host_port_override: String,
+    pub ice_servers: Vec<IceServer>,
+    pub turn: TurnConfig,
+    pub enable_ipv6: bool,
+    pub udp_sockets_count: i64,
+    pub nack_buffer_size: i64,
+    pub nack_disable_copy: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TurnConfig {
+    pub static_auth_secret: String,
+    pub credentials_expiration_minutes: i64,
+}
+
+/// One STUN/TURN server. TOML accepts a bare URL string or a `{urls, username, credential}` table.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub credential: String,
+}
+
+impl<'de> Deserialize<'de> for IceServer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Url(String),
+            Table {
+                #[serde(default)]
+                urls: Vec<String>,
+                #[serde(default)]
+                username: String,
+                #[serde(default)]
+                credential: String,
+            },
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Url(u) => IceServer { urls: vec![u], ..Default::default() },
+            Repr::Table { urls, username, credential } => IceServer { urls, username, credential },
+        })
+    }
+}
+
+impl IceServer {
+    fn all(&self, schemes: [&str; 2]) -> bool {
+        !self.urls.is_empty() && self.urls.iter().all(|u| schemes.iter().any(|s| u.starts_with(s)))
+    }
+    pub fn is_stun(&self) -> bool {
+        self.all(["stun:", "stuns:"])
+    }
+    pub fn is_turn(&self) -> bool {
+        self.all(["turn:", "turns:"])
+    }
+}
+
+fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        I(i64),
+        S(String),
+    }
+    Ok(match Repr::deserialize(d)? {
+        Repr::I(i) => i.to_string(),
+        Repr::S(s) => s,
+    })
+}
+
+/// rtcd's default of 100 sockets per CPU.
+pub fn default_udp_sockets_count() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as i64 * 100
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            api: ApiConfig { http: HttpConfig::with_address(":8045"), security: SecurityConfig::default() },
+            rtc: RtcConfig {
+                ice_address_udp: String::new(),
+                ice_port_udp: 8443,
+                ice_address_tcp: String::new(),
+                ice_port_tcp: 8443,
+                ice_host_override: String::new(),
+                ice_host_port_override: String::new(),
+                ice_servers: Vec::new(),
+                turn: TurnConfig { static_auth_secret: String::new(), credentials_expiration_minutes: 1440 },
+                enable_ipv6: false,
+                udp_sockets_count: default_udp_sockets_count(),
+                nack_buffer_size: 256,
+                nack_disable_copy: true,
+            },
+            store: StoreConfig { data_source: "/tmp/rtcd_db".into() },
+            logger: LoggerConfig::with_file("rtcd.log"),
+        }
+    }
+}
+
+/// Parses a comma-separated IP list (spaces trimmed); empty means "all interfaces".
+pub fn parse_ip_list(s: &str) -> Result<Vec<IpAddr>, String> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|a| a.trim().parse::<IpAddr>().map_err(|_| format!("{:?} is not a valid IP address", a.trim())))
+        .collect()
+}
+
+/// The parsed `ice_host_port_override`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortOverride {
+    None,
+    Port(u16),
+    /// Local IP (as written) → port; the node picks the entry of its own IP at start.
+    Map(Vec<(String, u16)>),
+}
+
+pub fn parse_port_override(s: &str) -> Result<PortOverride, String> {
+    if s.is_empty() {
+        return Ok(PortOverride::None);
+    }
+    if let Ok(p) = s.parse::<i64>() {
+        if p != 0 {
+            if !(80..=49151).contains(&p) {
+                return Err(format!("{p} is not in allowed range [80, 49151]"));
+            }
+            return Ok(PortOverride::Port(p as u16));
+        }
+    }
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for pair in s.split(',') {
+        let parts: Vec<&str> = pair.split('/').collect();
+        let [ip, port] = parts[..] else {
+            return Err(format!("failed to parse mapping: invalid map pairing syntax in {pair:?} (expected LOCALIP/PORT)"));
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("failed to parse mapping: failed to parse port number {port:?}"))?;
+        if out.iter().any(|(i, _)| i == ip) {
+            return Err(format!("failed to parse mapping: duplicate mapping found for {ip}"));
+        }
+        if out.iter().any(|(_, p)| *p == port) {
+            return Err(format!("failed to parse mapping: duplicate port found for {port}"));
+        }
+        out.push((ip.to_owned(), port));
+    }
+    Ok(PortOverride::Map(out))
+}
+
+/// Validates `EXT/INT,...` NAT pairs of `ice_host_override` (an IP or hostname needs no check here:
+/// hostnames are resolved per session, as in rtcd).
+fn validate_host_override(s: &str) -> Result<(), String> {
+    if !s.contains('/') {
+        return Ok(());
+    }
+    for pair in s.split(',') {
+        let parts: Vec<&str> = pair.split('/').collect();
+        let [ext, int] = parts[..] else {
+            return Err(format!("invalid NAT mapping {pair:?}: expected EXTERNAL_IP/INTERNAL_IP"));
+        };
+        for ip in [ext, int] {
+            ip.trim().parse::<IpAddr>().map_err(|_| format!("invalid NAT mapping {pair:?}: {ip:?} is not an IP address"))?;
+        }
+    }
+    Ok(())
+}
+
+impl Validate for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.api.security.validate("api.security")?;
+        self.api.http.validate("api.http")?;
+        let rtc = &self.rtc;
+        let err = |k: &str, r: String| Err(ConfigError::new(format!("rtc.{k}"), r));
+        if let Err(e) = parse_ip_list(&rtc.ice_address_udp) {
+            return err("ice_address_udp", e);
+        }
+        if let Err(e) = parse_ip_list(&rtc.ice_address_tcp) {
+            return err("ice_address_tcp", e);
+        }
+        for (k, p) in [("ice_port_udp", rtc.ice_port_udp), ("ice_port_tcp", rtc.ice_port_tcp)] {
+            if !(80..=49151).contains(&p) {
+                return err(k, format!("{p} is not in allowed range [80, 49151]"));
+            }
+        }
+        for (i, s) in rtc.ice_servers.iter().enumerate() {
+            if s.urls.is_empty() {
+                return err("ice_servers", format!("entry {i}: invalid empty URLs"));
+            }
+            if s.urls.iter().any(String::is_empty) {
+                return err("ice_servers", format!("entry {i}: invalid empty URL"));
+            }
+            if !s.is_stun() && !s.is_turn() {
+                return err("ice_servers", format!("entry {i}: URLs must be all stun:/stuns: or all turn:/turns:"));
+            }
+        }
+        if !rtc.turn.static_auth_secret.is_empty() {
+            let m = rtc.turn.credentials_expiration_minutes;
+            if m <= 0 {
+                return err("turn.credentials_expiration_minutes", format!("should be a positive number, got {m}"));
+            }
+            if m >= 10080 {
+                return err("turn.credentials_expiration_minutes", format!("should be less than 1 week (10080), got {m}"));
+            }
+        }
+        if let Err(e) = parse_port_override(&rtc.ice_host_port_override) {
+            return err("ice_host_port_override", e);
+        }
+        if let Err(e) = validate_host_override(&rtc.ice_host_override) {
+            return err("ice_host_override", e);
+        }
+        if rtc.udp_sockets_count <= 0 {
+            return err("udp_sockets_count", format!("should be greater than 0, got {}", rtc.udp_sockets_count));
+        }
+        let n = rtc.nack_buffer_size;
+        if n != 0 && (!(32..=8192).contains(&n) || n & (n - 1) != 0) {
+            return err(
+                "nack_buffer_size",
+                format!("{n} must be 0 (default 256) or a power of 2 from 32 to 8192 (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)"),
+            );
+        }
+        if self.store.data_source.is_empty() {
+            return Err(ConfigError::new("store.data_source", "should not be empty"));
+        }
+        self.logger.validate("logger")
+    }
+}
+
+/// `RTCD_RTC_ICESERVERS` holds JSON: either a list of URL strings, meaning **one** server with
+/// those URLs, or a list of `{urls, username, credential}` objects (rtcd's `ICEServers.Decode`).
+/// In TOML, by contrast, each string of the list is a server of its own.
+pub fn env_hook(key: &str, raw: &str) -> Option<Result<toml::Value, String>> {
+    if key != "rtc.ice_servers" {
+        return None;
+    }
+    let parsed = if let Ok(urls) = serde_json::from_str::<Vec<String>>(raw) {
+        Ok(serde_json::json!([{ "urls": urls }]))
+    } else {
+        serde_json::from_str::<serde_json::Value>(raw).map_err(|e| format!("invalid JSON: {e}"))
+    };
+    Some(parsed.and_then(|v| toml::Value::try_from(v).map_err(|e| e.to_string())))
+}
+
+/// Loads the configuration from `path` and the process environment.
+pub fn load(path: &std::path::Path) -> Result<calls_core::config::Loaded<Config>, ConfigError> {
+    calls_core::config::load(path, ENV, &calls_core::config::process_env, Some(env_hook))
+}

@@ -1,0 +1,107 @@
+//! `rtcd`: a wire-compatible implementation of Mattermost's WebRTC SFU daemon.
+//!
+//! Where things go:
+//! - [`api`]: the HTTP API on `api.http.listen_address` (default `:8045`) and the `/ws` upgrade.
+//! - [`ws`]: one task pair per plugin WebSocket connection (pings, deadlines, frames).
+//! - [`service`]: the task that owns the control core and routes frames between connections.
+//! - [`control`]: the sans-IO control core: sessions, routing, lifecycle. The media plane (SFU)
+//!   plugs in through [`control::MediaCommand`] and [`control::MediaEvent`].
+//! - [`config`], [`metrics`], [`system`]: configuration, Prometheus series, `/system` load.
+
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod service;
+pub mod system;
+pub mod ws;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The upstream rtcd release whose protocol this build speaks; reported as `buildVersion`.
+pub const COMPAT_VERSION: &str = "v1.2.6";
+
+/// Runs rtcd until SIGINT/SIGTERM. Errors are start-up failures, as one line for the admin.
+pub async fn run(cfg: config::Config) -> Result<(), String> {
+    let version = calls_core::buildinfo::version_info("calls-rs rtcd", COMPAT_VERSION, true);
+    tracing::info!(
+        build_version = %version.build_version,
+        build_hash = %version.build_hash,
+        build_date = %version.build_date,
+        version = %version.implementation_version,
+        "rtcd: starting up"
+    );
+    let metrics = calls_core::metrics::Registry::install("rtcd", metrics::BUCKETS)?;
+    metrics::describe();
+
+    let store_dir = std::path::PathBuf::from(&cfg.store.data_source);
+    let store = tokio::task::spawn_blocking(move || calls_core::store::Store::open(&store_dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("failed to open store (store.data_source): {e}"))?;
+    tracing::info!(data_source = %cfg.store.data_source, "initiated data store");
+    let auth = calls_core::auth::AuthService::new(Arc::new(store), cfg.api.security.clone());
+
+    let listener = calls_core::http::bind(&cfg.api.http.listen_address)
+        .map_err(|e| format!("failed to listen on {} (api.http.listen_address): {e}", cfg.api.http.listen_address))?;
+    let tls = if cfg.api.http.tls.enable { Some(calls_core::http::tls_server_config(&cfg.api.http.tls)?) } else { None };
+
+    let control = service::spawn(Box::new(service::NoMediaPlane));
+    let state = Arc::new(api::AppState { auth, control: control.clone(), version, cpu_load: AtomicU64::new(0), metrics });
+    tokio::spawn(sample_cpu_load(state.clone()));
+
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(address = %local, tls = cfg.api.http.tls.enable, "api server listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(calls_core::http::serve(listener, tls, api::router(state), async {
+        let _ = stop_rx.await;
+    }));
+
+    shutdown_signal().await;
+    tracing::info!("rtcd: shutting down");
+    control.shutdown().await;
+    let _ = stop_tx.send(());
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("api server failed: {e}")),
+        Err(e) => Err(format!("api server task failed: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Samples `/proc/stat` every second for `/system` (0 until the second sample, as in rtcd).
+async fn sample_cpu_load(state: Arc<api::AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut prev: Option<(u64, std::time::Instant)> = None;
+    loop {
+        tick.tick().await;
+        let now = std::time::Instant::now();
+        let idle = match tokio::fs::read_to_string("/proc/stat").await.ok().as_deref().and_then(system::parse_idle_ticks) {
+            Some(i) => i,
+            None => {
+                tracing::error!("failed to read cpu stat from /proc/stat");
+                continue;
+            }
+        };
+        if let Some((p_idle, p_t)) = prev {
+            let load = system::cpu_load(p_idle, idle, (now - p_t).as_secs_f64());
+            state.cpu_load.store(load.to_bits(), Ordering::Relaxed);
+        }
+        prev = Some((idle, now));
+    }
+}
