@@ -62,10 +62,12 @@ impl ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Always one line: some library messages (TOML, PEM) span several.
+        let reason = self.reason.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
         match (&self.key, &self.env) {
-            (k, _) if k.is_empty() => write!(f, "{}", self.reason),
-            (k, Some(env)) => write!(f, "{k} (env {env}): {}", self.reason),
-            (k, None) => write!(f, "{k}: {}", self.reason),
+            (k, _) if k.is_empty() => write!(f, "{reason}"),
+            (k, Some(env)) => write!(f, "{k} (env {env}): {reason}"),
+            (k, None) => write!(f, "{k}: {reason}"),
         }
     }
 }

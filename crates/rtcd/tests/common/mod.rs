@@ -31,8 +31,14 @@ pub struct Rtcd {
 /// Starts rtcd with `env` (on top of settings that keep it on loopback and quiet on disk) and
 /// waits until it logs the address it listens on.
 pub fn start(dir: &Path, env: &[(&str, &str)]) -> Rtcd {
+    start_with(dir, env, &[])
+}
+
+/// [`start`] with command-line arguments.
+pub fn start_with(dir: &Path, env: &[(&str, &str)], args: &[String]) -> Rtcd {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtcd"));
     cmd.current_dir(dir)
+        .args(args)
         .env_clear()
         .env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
         .env("RTCD_STORE_DATASOURCE", dir.join("db"))
