@@ -50,7 +50,10 @@ pub struct AuthError {
 
 impl AuthError {
     fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -63,6 +66,7 @@ impl std::fmt::Display for AuthError {
 /// The `api.security` section, identical in both daemons.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(default)]
+#[derive(Default)]
 pub struct SecurityConfig {
     pub enable_admin: bool,
     pub admin_secret_key: String,
@@ -78,17 +82,8 @@ pub struct SessionCacheConfig {
 
 impl Default for SessionCacheConfig {
     fn default() -> Self {
-        Self { expiration_minutes: 1440 }
-    }
-}
-
-impl Default for SecurityConfig {
-    fn default() -> Self {
         Self {
-            enable_admin: false,
-            admin_secret_key: String::new(),
-            allow_self_registration: false,
-            session_cache: SessionCacheConfig::default(),
+            expiration_minutes: 1440,
         }
     }
 }
@@ -105,12 +100,19 @@ impl SecurityConfig {
         if self.session_cache.expiration_minutes <= 0 {
             return Err(ConfigError::new(
                 format!("{section}.session_cache.expiration_minutes"),
-                format!("should be a positive number, got {}", self.session_cache.expiration_minutes),
+                format!(
+                    "should be a positive number, got {}",
+                    self.session_cache.expiration_minutes
+                ),
             ));
         }
         Ok(())
     }
 }
+
+/// The limiter refused: the wait would exceed the caller's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldExceedDeadline;
 
 /// A token bucket with burst 1 (Go's `rate.NewLimiter(r, 1)` used through `Wait`), kept free of
 /// clocks: callers pass `now` and sleep for the returned delay.
@@ -123,16 +125,23 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: u32) -> Self {
-        Self { interval: Duration::from_secs(1) / per_second.max(1), next_free: None }
+        Self {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next_free: None,
+        }
     }
 
     /// Reserves the next slot and returns how long to wait for it, or refuses (reserving
     /// nothing) if that wait would exceed `max_wait`, as `Wait` does with a context deadline.
-    pub fn reserve(&mut self, now: Instant, max_wait: Duration) -> Result<Duration, ()> {
+    pub fn reserve(
+        &mut self,
+        now: Instant,
+        max_wait: Duration,
+    ) -> Result<Duration, WouldExceedDeadline> {
         let start = self.next_free.map_or(now, |t| t.max(now));
         let wait = start - now;
         if wait > max_wait {
-            return Err(());
+            return Err(WouldExceedDeadline);
         }
         self.next_free = Some(start + self.interval);
         Ok(wait)
@@ -173,7 +182,8 @@ impl SessionCache {
             return Err("can not cache: token in use");
         }
         self.delete(client);
-        self.by_token.insert(token.to_owned(), (client.to_owned(), expires));
+        self.by_token
+            .insert(token.to_owned(), (client.to_owned(), expires));
         self.by_client.insert(client.to_owned(), token.to_owned());
         Ok(())
     }
@@ -217,7 +227,12 @@ impl AuthService {
     }
 
     pub fn with_rate(store: Arc<Store>, cfg: SecurityConfig, ops_per_second: u32) -> Self {
-        Self { store, cfg, cache: Mutex::new(SessionCache::default()), limiter: Mutex::new(RateLimiter::new(ops_per_second)) }
+        Self {
+            store,
+            cfg,
+            cache: Mutex::new(SessionCache::default()),
+            limiter: Mutex::new(RateLimiter::new(ops_per_second)),
+        }
     }
 
     pub fn config(&self) -> &SecurityConfig {
@@ -243,24 +258,41 @@ impl AuthService {
         Ok(())
     }
 
-    async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| format!("internal error: {e}"))
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| format!("internal error: {e}"))
     }
 
     async fn store_get(&self, id: &str) -> Result<String, StoreError> {
         let (store, id) = (self.store.clone(), id.to_owned());
-        Self::blocking(move || store.get(CLIENTS_TABLE, &id)).await.map_err(StoreError::Backend)?
+        Self::blocking(move || store.get(CLIENTS_TABLE, &id))
+            .await
+            .map_err(StoreError::Backend)?
     }
 
     /// Verifies a client's key: "authentication failed[: reason]".
     pub async fn authenticate(&self, id: &str, key: &str) -> Result<(), String> {
-        let hash = self.store_get(id).await.map_err(|e| format!("authentication failed: {e}"))?;
-        self.throttle().await.map_err(|e| format!("authentication failed: {e}"))?;
-        let key = key.to_owned();
-        let ok = Self::blocking(move || !hash.is_empty() && !key.is_empty() && bcrypt::verify(key, &hash).unwrap_or(false))
+        let hash = self
+            .store_get(id)
             .await
             .map_err(|e| format!("authentication failed: {e}"))?;
-        if ok { Ok(()) } else { Err("authentication failed".into()) }
+        self.throttle()
+            .await
+            .map_err(|e| format!("authentication failed: {e}"))?;
+        let key = key.to_owned();
+        let ok = Self::blocking(move || {
+            !hash.is_empty() && !key.is_empty() && bcrypt::verify(key, &hash).unwrap_or(false)
+        })
+        .await
+        .map_err(|e| format!("authentication failed: {e}"))?;
+        if ok {
+            Ok(())
+        } else {
+            Err("authentication failed".into())
+        }
     }
 
     /// Registers a client: "registration failed: …" on any error.
@@ -276,7 +308,9 @@ impl AuthService {
         if key.len() > MAX_KEY_LEN {
             return Err("registration failed: bcrypt: password length exceeds 72 bytes".into());
         }
-        self.throttle().await.map_err(|e| format!("registration failed: {e}"))?;
+        self.throttle()
+            .await
+            .map_err(|e| format!("registration failed: {e}"))?;
         let (store, id, key) = (self.store.clone(), id.to_owned(), key.to_owned());
         Self::blocking(move || {
             let hash = bcrypt::hash_with_result(&key, BCRYPT_COST)
@@ -284,7 +318,9 @@ impl AuthService {
                 .format_for_version(bcrypt::Version::TwoA);
             match store.put(CLIENTS_TABLE, &id, &hash) {
                 Ok(()) => Ok(()),
-                Err(StoreError::Conflict) => Err("registration failed: already registered".to_string()),
+                Err(StoreError::Conflict) => {
+                    Err("registration failed: already registered".to_string())
+                }
                 Err(e) => Err(format!("registration failed: {e}")),
             }
         })
@@ -303,25 +339,35 @@ impl AuthService {
 
     /// Issues a bearer token (replacing the client's previous one): "login failed: …".
     pub async fn login(&self, id: &str, key: &str) -> Result<String, String> {
-        self.authenticate(id, key).await.map_err(|e| format!("login failed: {e}"))?;
+        self.authenticate(id, key)
+            .await
+            .map_err(|e| format!("login failed: {e}"))?;
         let token = crate::ids::secure_string(MIN_KEY_LEN);
         let ttl = Duration::from_secs(self.cfg.session_cache.expiration_minutes.max(1) as u64 * 60);
-        self.cache().put(id, &token, Instant::now() + ttl).map_err(|e| format!("login failed: {e}"))?;
+        self.cache()
+            .put(id, &token, Instant::now() + ttl)
+            .map_err(|e| format!("login failed: {e}"))?;
         Ok(token)
     }
 
     /// The Go `authHandler`: Bearer if the header starts with `Bearer ` (case-sensitive), else Basic.
-    pub async fn check(&self, authorization: Option<&str>, policy: BasicPolicy) -> Result<Identity, AuthError> {
+    pub async fn check(
+        &self,
+        authorization: Option<&str>,
+        policy: BasicPolicy,
+    ) -> Result<Identity, AuthError> {
         let header = authorization.unwrap_or("");
-        if header.starts_with("Bearer ") {
-            let token = &header["Bearer ".len()..];
+        if let Some(token) = header.strip_prefix("Bearer ") {
             return match self.cache().get(token, Instant::now()) {
                 Ok(client) => Ok(Identity::Client(client)),
                 Err(e) => Err(AuthError::new(401, format!("authentication failed: {e}"))),
             };
         }
         let Some((id, key)) = parse_basic(header) else {
-            return Err(AuthError::new(401, "authentication failed: invalid auth header"));
+            return Err(AuthError::new(
+                401,
+                "authentication failed: invalid auth header",
+            ));
         };
         if self.cfg.enable_admin && key == self.cfg.admin_secret_key {
             return Ok(Identity::Admin);
@@ -352,10 +398,15 @@ impl AuthService {
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
     use base64::Engine;
     const PREFIX: &str = "Basic ";
-    if header.len() < PREFIX.len() || !header.is_char_boundary(PREFIX.len()) || !header[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+    if header.len() < PREFIX.len()
+        || !header.is_char_boundary(PREFIX.len())
+        || !header[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(&header[PREFIX.len()..]).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&header[PREFIX.len()..])
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (id, key) = text.split_once(':')?;
     Some((id.to_owned(), key.to_owned()))
@@ -373,8 +424,16 @@ mod tests {
         assert_eq!(l.reserve(t0, max), Ok(Duration::ZERO));
         assert_eq!(l.reserve(t0, max), Ok(Duration::from_millis(100)));
         assert_eq!(l.reserve(t0, max), Ok(Duration::from_millis(200)));
-        assert_eq!(l.reserve(t0, max), Err(()), "a 300 ms wait exceeds the limit");
-        assert_eq!(l.reserve(t0 + Duration::from_millis(60), max), Ok(Duration::from_millis(240)), "refusal reserved nothing");
+        assert_eq!(
+            l.reserve(t0, max),
+            Err(WouldExceedDeadline),
+            "a 300 ms wait exceeds the limit"
+        );
+        assert_eq!(
+            l.reserve(t0 + Duration::from_millis(60), max),
+            Ok(Duration::from_millis(240)),
+            "refusal reserved nothing"
+        );
         // Idle time does not bank more than one token (burst 1).
         let later = t0 + Duration::from_secs(10);
         assert_eq!(l.reserve(later, max), Ok(Duration::ZERO));
@@ -388,10 +447,21 @@ mod tests {
         c.put("a", "t1", t0 + Duration::from_secs(60)).unwrap();
         assert_eq!(c.get("t1", t0), Ok("a".to_string()));
         c.put("a", "t2", t0 + Duration::from_secs(60)).unwrap();
-        assert_eq!(c.get("t1", t0), Err("token is invalid"), "new login replaces the old token");
+        assert_eq!(
+            c.get("t1", t0),
+            Err("token is invalid"),
+            "new login replaces the old token"
+        );
         assert_eq!(c.put("b", "t2", t0), Err("can not cache: token in use"));
-        assert_eq!(c.get("t2", t0 + Duration::from_secs(61)), Err("session is expired"));
-        assert_eq!(c.get("t2", t0), Err("token is invalid"), "expired entries are removed");
+        assert_eq!(
+            c.get("t2", t0 + Duration::from_secs(61)),
+            Err("session is expired")
+        );
+        assert_eq!(
+            c.get("t2", t0),
+            Err("token is invalid"),
+            "expired entries are removed"
+        );
         assert!(c.is_empty());
         c.put("b", "t3", t0 + Duration::from_secs(60)).unwrap();
         c.delete("b");
@@ -403,9 +473,23 @@ mod tests {
     fn basic_header_parsing_matches_go() {
         use base64::Engine;
         let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        assert_eq!(parse_basic(&format!("Basic {}", enc("a:b:c"))), Some(("a".into(), "b:c".into())));
-        assert_eq!(parse_basic(&format!("bAsIc {}", enc(":k"))), Some(("".into(), "k".into())));
-        for bad in ["", "Basic", "Basic !!!", &format!("Basic {}", enc("nocolon")), "Bearer x", "Basicé", "é"] {
+        assert_eq!(
+            parse_basic(&format!("Basic {}", enc("a:b:c"))),
+            Some(("a".into(), "b:c".into()))
+        );
+        assert_eq!(
+            parse_basic(&format!("bAsIc {}", enc(":k"))),
+            Some(("".into(), "k".into()))
+        );
+        for bad in [
+            "",
+            "Basic",
+            "Basic !!!",
+            &format!("Basic {}", enc("nocolon")),
+            "Bearer x",
+            "Basicé",
+            "é",
+        ] {
             assert_eq!(parse_basic(bad), None, "{bad:?}");
         }
     }
@@ -418,48 +502,139 @@ mod tests {
 
     #[tokio::test]
     async fn register_authenticate_login_unregister() {
-        let (_d, s) = svc(SecurityConfig { enable_admin: true, admin_secret_key: "secret".into(), ..Default::default() });
+        let (_d, s) = svc(SecurityConfig {
+            enable_admin: true,
+            admin_secret_key: "secret".into(),
+            ..Default::default()
+        });
         let key = "k".repeat(32);
-        assert_eq!(s.register("a", "short").await, Err("registration failed: key not long enough".into()));
-        assert_eq!(s.register("", &key).await, Err("registration failed: error: empty key".into()));
-        assert_eq!(s.register("a", &"k".repeat(73)).await, Err("registration failed: bcrypt: password length exceeds 72 bytes".into()));
+        assert_eq!(
+            s.register("a", "short").await,
+            Err("registration failed: key not long enough".into())
+        );
+        assert_eq!(
+            s.register("", &key).await,
+            Err("registration failed: error: empty key".into())
+        );
+        assert_eq!(
+            s.register("a", &"k".repeat(73)).await,
+            Err("registration failed: bcrypt: password length exceeds 72 bytes".into())
+        );
         s.register("a", &key).await.unwrap();
-        assert_eq!(s.register("a", &key).await, Err("registration failed: already registered".into()));
+        assert_eq!(
+            s.register("a", &key).await,
+            Err("registration failed: already registered".into())
+        );
         let hash = s.store.get(CLIENTS_TABLE, "a").unwrap();
         assert!(hash.starts_with("$2a$10$"), "{hash}");
         s.authenticate("a", &key).await.unwrap();
-        assert_eq!(s.authenticate("a", &"x".repeat(32)).await, Err("authentication failed".into()));
-        assert_eq!(s.authenticate("zz", &key).await, Err("authentication failed: error: not found".into()));
+        assert_eq!(
+            s.authenticate("a", &"x".repeat(32)).await,
+            Err("authentication failed".into())
+        );
+        assert_eq!(
+            s.authenticate("zz", &key).await,
+            Err("authentication failed: error: not found".into())
+        );
         let token = s.login("a", &key).await.unwrap();
         assert_eq!(token.len(), 32);
-        assert_eq!(s.check(Some(&format!("Bearer {token}")), BasicPolicy::Strict).await, Ok(Identity::Client("a".into())));
-        assert_eq!(s.login("zz", &key).await, Err("login failed: authentication failed: error: not found".into()));
+        assert_eq!(
+            s.check(Some(&format!("Bearer {token}")), BasicPolicy::Strict)
+                .await,
+            Ok(Identity::Client("a".into()))
+        );
+        assert_eq!(
+            s.login("zz", &key).await,
+            Err("login failed: authentication failed: error: not found".into())
+        );
         s.unregister("a").await.unwrap();
         assert_eq!(
-            s.check(Some(&format!("Bearer {token}")), BasicPolicy::Strict).await,
-            Err(AuthError::new(401, "authentication failed: token is invalid"))
+            s.check(Some(&format!("Bearer {token}")), BasicPolicy::Strict)
+                .await,
+            Err(AuthError::new(
+                401,
+                "authentication failed: token is invalid"
+            ))
         );
-        assert_eq!(s.unregister("a").await, Err("unregister failed: error: not found".into()));
+        assert_eq!(
+            s.unregister("a").await,
+            Err("unregister failed: error: not found".into())
+        );
     }
 
     #[tokio::test]
     async fn basic_auth_admin_and_auto_registration() {
         use base64::Engine;
-        let b = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
-        let (_d, s) = svc(SecurityConfig { enable_admin: true, admin_secret_key: "secret".into(), ..Default::default() });
-        assert_eq!(s.check(Some(&b("anyone:secret")), BasicPolicy::Strict).await, Ok(Identity::Admin));
-        assert_eq!(s.check(None, BasicPolicy::Strict).await.unwrap_err().message, "authentication failed: invalid auth header");
-        assert_eq!(s.check(Some(&b(":nope")), BasicPolicy::Strict).await.unwrap_err().message, "authentication failed: unauthorized");
+        let b = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let (_d, s) = svc(SecurityConfig {
+            enable_admin: true,
+            admin_secret_key: "secret".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            s.check(Some(&b("anyone:secret")), BasicPolicy::Strict)
+                .await,
+            Ok(Identity::Admin)
+        );
+        assert_eq!(
+            s.check(None, BasicPolicy::Strict)
+                .await
+                .unwrap_err()
+                .message,
+            "authentication failed: invalid auth header"
+        );
+        assert_eq!(
+            s.check(Some(&b(":nope")), BasicPolicy::Strict)
+                .await
+                .unwrap_err()
+                .message,
+            "authentication failed: unauthorized"
+        );
         let key = "q".repeat(40);
         let creds = b(&format!("c1:{key}"));
-        assert_eq!(s.check(Some(&creds), BasicPolicy::Strict).await.unwrap_err().message, "authentication failed");
-        assert_eq!(s.check(Some(&creds), BasicPolicy::AutoRegister).await, Ok(Identity::Client("c1".into())));
-        assert_eq!(s.check(Some(&creds), BasicPolicy::Strict).await, Ok(Identity::Client("c1".into())));
+        assert_eq!(
+            s.check(Some(&creds), BasicPolicy::Strict)
+                .await
+                .unwrap_err()
+                .message,
+            "authentication failed"
+        );
+        assert_eq!(
+            s.check(Some(&creds), BasicPolicy::AutoRegister).await,
+            Ok(Identity::Client("c1".into()))
+        );
+        assert_eq!(
+            s.check(Some(&creds), BasicPolicy::Strict).await,
+            Ok(Identity::Client("c1".into()))
+        );
         let other = b(&format!("c1:{}", "z".repeat(40)));
-        assert_eq!(s.check(Some(&other), BasicPolicy::AutoRegister).await.unwrap_err().message, "authentication failed");
+        assert_eq!(
+            s.check(Some(&other), BasicPolicy::AutoRegister)
+                .await
+                .unwrap_err()
+                .message,
+            "authentication failed"
+        );
         let short = b("c2:short");
-        assert_eq!(s.check(Some(&short), BasicPolicy::AutoRegister).await.unwrap_err().message, "unauthorized");
+        assert_eq!(
+            s.check(Some(&short), BasicPolicy::AutoRegister)
+                .await
+                .unwrap_err()
+                .message,
+            "unauthorized"
+        );
         // "Bearer" detection is case-sensitive: a lower-case scheme falls through to Basic parsing.
-        assert_eq!(s.check(Some("bearer abc"), BasicPolicy::Strict).await.unwrap_err().message, "authentication failed: invalid auth header");
+        assert_eq!(
+            s.check(Some("bearer abc"), BasicPolicy::Strict)
+                .await
+                .unwrap_err()
+                .message,
+            "authentication failed: invalid auth header"
+        );
     }
 }

@@ -22,7 +22,11 @@ pub fn go_arch() -> &'static str {
 /// protocol this build implements: the plugin gates features on it, so it must be a real
 /// upstream release (e.g. `v1.2.6`), never this project's own `0.x` version. The project's own
 /// name and version travel in the extra `implementation*` fields.
-pub fn version_info(implementation: &str, compat_version: &str, with_platform: bool) -> VersionInfo {
+pub fn version_info(
+    implementation: &str,
+    compat_version: &str,
+    with_platform: bool,
+) -> VersionInfo {
     VersionInfo {
         build_date: BUILD_DATE.into(),
         build_version: compat_version.into(),

@@ -10,7 +10,7 @@
 //! (the offloader's Go loader zeroes every key a file leaves out), unknown keys are reported
 //! instead of silently ignored, and every error is one line naming the key and its variable.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -52,7 +52,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { key: key.into(), env: None, reason: reason.into() }
+        Self {
+            key: key.into(),
+            env: None,
+            reason: reason.into(),
+        }
     }
     /// A problem not tied to one key (an unreadable file, say).
     pub fn general(reason: impl Into<String>) -> Self {
@@ -63,7 +67,13 @@ impl ConfigError {
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Always one line: some library messages (TOML, PEM) span several.
-        let reason = self.reason.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        let reason = self
+            .reason
+            .split('\n')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         match (&self.key, &self.env) {
             (k, _) if k.is_empty() => write!(f, "{reason}"),
             (k, Some(env)) => write!(f, "{k} (env {env}): {reason}"),
@@ -109,30 +119,48 @@ where
         e
     };
     let mut notices = Vec::new();
-    let defaults = Value::try_from(T::default())
-        .map_err(|e| ConfigError::general(format!("internal error: defaults do not serialise: {e}")))?;
+    let defaults = Value::try_from(T::default()).map_err(|e| {
+        ConfigError::general(format!("internal error: defaults do not serialise: {e}"))
+    })?;
     let Value::Table(mut tree) = defaults else {
-        return Err(ConfigError::general("internal error: defaults are not a table"));
+        return Err(ConfigError::general(
+            "internal error: defaults are not a table",
+        ));
     };
 
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let file: Table = text.parse().map_err(|e: toml::de::Error| {
-                ConfigError::general(format!("failed to parse config file {}: {}", path.display(), e.message().trim()))
+                ConfigError::general(format!(
+                    "failed to parse config file {}: {}",
+                    path.display(),
+                    e.message().trim()
+                ))
             })?;
             merge(&mut tree, lowercase_keys(file), "", &mut notices).map_err(with_env)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            notices.push(format!("config file not found at {}, using defaults", path.display()));
+            notices.push(format!(
+                "config file not found at {}, using defaults",
+                path.display()
+            ));
         }
-        Err(e) => return Err(ConfigError::general(format!("failed to read config file {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(ConfigError::general(format!(
+                "failed to read config file {}: {e}",
+                path.display()
+            )));
+        }
     }
 
     apply_env(&mut tree, "", naming, env, hook)?;
 
     let config: T = serde_path_to_error::deserialize(Value::Table(tree)).map_err(|e| {
         let key = e.path().to_string();
-        with_env(ConfigError::new(if key == "." { String::new() } else { key }, e.into_inner().to_string()))
+        with_env(ConfigError::new(
+            if key == "." { String::new() } else { key },
+            e.into_inner().to_string(),
+        ))
     })?;
     config.validate().map_err(with_env)?;
     Ok(Loaded { config, notices })
@@ -140,7 +168,9 @@ where
 
 /// Go's TOML decoder matches keys to field names case-insensitively.
 fn lowercase_keys(t: Table) -> Table {
-    t.into_iter().map(|(k, v)| (k.to_lowercase(), lowercase_value(v))).collect()
+    t.into_iter()
+        .map(|(k, v)| (k.to_lowercase(), lowercase_value(v)))
+        .collect()
 }
 
 fn lowercase_value(v: Value) -> Value {
@@ -152,10 +182,19 @@ fn lowercase_value(v: Value) -> Value {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
-fn merge(base: &mut Table, over: Table, prefix: &str, notices: &mut Vec<String>) -> Result<(), ConfigError> {
+fn merge(
+    base: &mut Table,
+    over: Table,
+    prefix: &str,
+    notices: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     for (k, v) in over {
         let path = join(prefix, &k);
         match base.get_mut(&k) {
@@ -163,7 +202,10 @@ fn merge(base: &mut Table, over: Table, prefix: &str, notices: &mut Vec<String>)
             Some(Value::Table(bt)) => match v {
                 Value::Table(vt) => merge(bt, vt, &path, notices)?,
                 other => {
-                    return Err(ConfigError::new(path, format!("expected a table, got {}", other.type_str())));
+                    return Err(ConfigError::new(
+                        path,
+                        format!("expected a table, got {}", other.type_str()),
+                    ));
                 }
             },
             Some(slot) => *slot = v,
@@ -187,7 +229,11 @@ fn apply_env(
         }
         let name = naming.env_name(&key);
         let Some(raw) = env(&name) else { continue };
-        let bad = |reason: String| ConfigError { key: key.clone(), env: Some(name.clone()), reason };
+        let bad = |reason: String| ConfigError {
+            key: key.clone(),
+            env: Some(name.clone()),
+            reason,
+        };
         if let Some(res) = hook.and_then(|h| h(&key, &raw)) {
             *slot = res.map_err(bad)?;
             continue;
@@ -197,12 +243,18 @@ fn apply_env(
                 parse_go_bool(&raw).ok_or_else(|| bad(format!("invalid boolean {raw:?}")))?,
             ),
             Value::Integer(_) => Value::Integer(
-                raw.trim().parse::<i64>().map_err(|_| bad(format!("invalid integer {raw:?}")))?,
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(format!("invalid integer {raw:?}")))?,
             ),
-            Value::Float(_) => Value::Float(raw.trim().parse::<f64>().map_err(|_| bad(format!("invalid number {raw:?}")))?),
+            Value::Float(_) => Value::Float(
+                raw.trim()
+                    .parse::<f64>()
+                    .map_err(|_| bad(format!("invalid number {raw:?}")))?,
+            ),
             Value::Array(_) => {
-                let json: serde_json::Value =
-                    serde_json::from_str(&raw).map_err(|e| bad(format!("invalid JSON list: {e}")))?;
+                let json: serde_json::Value = serde_json::from_str(&raw)
+                    .map_err(|e| bad(format!("invalid JSON list: {e}")))?;
                 Value::try_from(json).map_err(|e| bad(format!("invalid list: {e}")))?
             }
             _ => Value::String(raw),
@@ -237,9 +289,14 @@ pub fn config_path_from_args(args: &[String], default: &str) -> Result<ConfigArg
         match long {
             "config" if a.starts_with('-') => {
                 i += 1;
-                path = args.get(i).ok_or("flag needs an argument: -config")?.clone();
+                path = args
+                    .get(i)
+                    .ok_or("flag needs an argument: -config")?
+                    .clone();
             }
-            _ if a.starts_with('-') && long.starts_with("config=") => path = long["config=".len()..].to_owned(),
+            _ if a.starts_with('-') && long.starts_with("config=") => {
+                path = long["config=".len()..].to_owned()
+            }
             "h" | "help" if a.starts_with('-') => return Ok(ConfigArgs::Help),
             "version" | "V" if a.starts_with('-') => return Ok(ConfigArgs::Version),
             _ => return Err(format!("unknown argument {a:?}")),

@@ -1,9 +1,9 @@
 //! HTTP plumbing: serving a router (plain or TLS) with Go-like limits and graceful shutdown, and
 //! responses shaped exactly as Go's `net/http` helpers shape them.
 
-use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, Response, StatusCode};
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Response, StatusCode, header};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -18,8 +18,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn text_error(status: u16, msg: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(format!("{msg}\n")));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -32,7 +38,10 @@ pub fn not_found() -> Response<Body> {
 pub fn json(status: u16, body: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -45,7 +54,11 @@ pub fn status_json(status: u16, err: Option<&str>, extra: &[(&str, &str)]) -> Re
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, String> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let msg = e.to_string();
-        if msg.contains("length limit") { "http: request body too large".to_string() } else { format!("failed to read request body: {msg}") }
+        if msg.contains("length limit") {
+            "http: request body too large".to_string()
+        } else {
+            format!("failed to read request body: {msg}")
+        }
     })
 }
 
@@ -77,10 +90,16 @@ pub fn decode_string_map(body: &[u8]) -> Result<HashMap<String, String>, String>
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k, s)),
                 Value::Null => Ok((k, String::new())),
-                other => Err(format!("json: cannot unmarshal {} into Go value of type string", kind(&other))),
+                other => Err(format!(
+                    "json: cannot unmarshal {} into Go value of type string",
+                    kind(&other)
+                )),
             })
             .collect(),
-        other => Err(format!("json: cannot unmarshal {} into Go value of type map[string]string", kind(&other))),
+        other => Err(format!(
+            "json: cannot unmarshal {} into Go value of type map[string]string",
+            kind(&other)
+        )),
     }
 }
 
@@ -101,26 +120,41 @@ pub struct TlsConfig {
 
 impl HttpConfig {
     pub fn with_address(addr: &str) -> Self {
-        Self { listen_address: addr.into(), tls: TlsConfig::default() }
+        Self {
+            listen_address: addr.into(),
+            tls: TlsConfig::default(),
+        }
     }
 
     pub fn validate(&self, section: &str) -> Result<(), crate::config::ConfigError> {
         use crate::config::ConfigError;
         if self.listen_address.is_empty() {
-            return Err(ConfigError::new(format!("{section}.listen_address"), "should not be empty"));
+            return Err(ConfigError::new(
+                format!("{section}.listen_address"),
+                "should not be empty",
+            ));
         }
         if let Err(e) = split_listen_address(&self.listen_address) {
             return Err(ConfigError::new(format!("{section}.listen_address"), e));
         }
         if self.tls.enable {
             if self.tls.cert_file.is_empty() {
-                return Err(ConfigError::new(format!("{section}.tls.cert_file"), "should not be empty when tls.enable is true"));
+                return Err(ConfigError::new(
+                    format!("{section}.tls.cert_file"),
+                    "should not be empty when tls.enable is true",
+                ));
             }
             if self.tls.cert_key.is_empty() {
-                return Err(ConfigError::new(format!("{section}.tls.cert_key"), "should not be empty when tls.enable is true"));
+                return Err(ConfigError::new(
+                    format!("{section}.tls.cert_key"),
+                    "should not be empty when tls.enable is true",
+                ));
             }
             if let Err(e) = tls_server_config(&self.tls) {
-                return Err(ConfigError::new(format!("{section}.tls.cert_file"), format!("failed to load cert files: {e}")));
+                return Err(ConfigError::new(
+                    format!("{section}.tls.cert_file"),
+                    format!("failed to load cert files: {e}"),
+                ));
             }
         }
         Ok(())
@@ -129,8 +163,12 @@ impl HttpConfig {
 
 /// Splits a Go listen address (`:8045`, `127.0.0.1:8045`, `[::1]:8045`, `localhost:8045`).
 pub fn split_listen_address(addr: &str) -> Result<(String, u16), String> {
-    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("missing port in address {addr:?}"))?;
-    let port: u16 = port.parse().map_err(|_| format!("invalid port in address {addr:?}"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("missing port in address {addr:?}"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid port in address {addr:?}"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_owned(), port))
 }
@@ -160,7 +198,8 @@ pub fn tls_server_config(cfg: &TlsConfig) -> Result<rustls::ServerConfig, String
     if certs.is_empty() {
         return Err(format!("{}: no certificate found", cfg.cert_file));
     }
-    let key = PrivateKeyDer::from_pem_file(&cfg.cert_key).map_err(|e| format!("{}: {e}", cfg.cert_key))?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.cert_key)
+        .map_err(|e| format!("{}: {e}", cfg.cert_key))?;
     let mut provider = rustls::crypto::ring::default_provider();
     provider.kx_groups = vec![rustls::crypto::ring::kx_group::SECP256R1];
     rustls::ServerConfig::builder_with_provider(Arc::new(provider))
@@ -189,13 +228,22 @@ pub async fn serve(
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(READ_HEADER_TIMEOUT);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(READ_HEADER_TIMEOUT);
             server.serve(app).await
         }
         Some(cfg) => {
             let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-            let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, rustls_cfg)?.handle(handle);
-            server.http_builder().http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(READ_HEADER_TIMEOUT);
+            let mut server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, rustls_cfg)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(READ_HEADER_TIMEOUT);
             server.serve(app).await
         }
     }
@@ -211,17 +259,31 @@ mod tests {
         assert_eq!(decode_string_map(b"null").unwrap().len(), 0);
         let m = decode_string_map(br#"{"clientID":"a","authKey":null} trailing garbage"#).unwrap();
         assert_eq!((m["clientID"].as_str(), m["authKey"].as_str()), ("a", ""));
-        assert_eq!(decode_string_map(br#"{"clientID":1}"#), Err("json: cannot unmarshal number into Go value of type string".into()));
-        assert!(decode_string_map(b"[1]").unwrap_err().contains("map[string]string"));
+        assert_eq!(
+            decode_string_map(br#"{"clientID":1}"#),
+            Err("json: cannot unmarshal number into Go value of type string".into())
+        );
+        assert!(
+            decode_string_map(b"[1]")
+                .unwrap_err()
+                .contains("map[string]string")
+        );
         assert!(decode_string_map(b"{").is_err());
-        assert!(decode_string_map(b"xyz").unwrap_err().starts_with("invalid JSON"));
+        assert!(
+            decode_string_map(b"xyz")
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
     }
 
     #[test]
     fn listen_addresses() {
         assert_eq!(split_listen_address(":8045"), Ok(("".into(), 8045)));
         assert_eq!(split_listen_address("[::1]:80"), Ok(("::1".into(), 80)));
-        assert_eq!(split_listen_address("localhost:1"), Ok(("localhost".into(), 1)));
+        assert_eq!(
+            split_listen_address("localhost:1"),
+            Ok(("localhost".into(), 1))
+        );
         assert!(split_listen_address("8045").is_err());
         assert!(split_listen_address(":99999").is_err());
     }

@@ -42,12 +42,18 @@ mod tests {
     fn ids_have_go_shape() {
         let id = new_id();
         assert_eq!(id.len(), 26);
-        assert!(id.bytes().all(|c| b"ybndrfg8ejkmcpqxot1uwisza345h769".contains(&c)));
+        assert!(
+            id.bytes()
+                .all(|c| b"ybndrfg8ejkmcpqxot1uwisza345h769".contains(&c))
+        );
         assert_ne!(new_id(), new_id());
         for len in [0, 1, 31, 32, 33, 100] {
             let s = secure_string(len);
             assert_eq!(s.len(), len);
-            assert!(s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+            assert!(
+                s.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            );
         }
     }
 }

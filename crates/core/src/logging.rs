@@ -7,7 +7,9 @@
 use crate::config::ConfigError;
 use serde::{Deserialize, Serialize};
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::{filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt, Layer};
+use tracing_subscriber::{
+    Layer, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 /// Rotated at 100 MB and compressed, like the Go services' lumberjack target.
 const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
@@ -50,17 +52,29 @@ impl LoggerConfig {
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         let key = |k: &str| format!("{section}.{k}");
         if !self.enable_console && !self.enable_file {
-            return Err(ConfigError::new(key("enable_console"), "should enable at least one logging target (console or file)"));
+            return Err(ConfigError::new(
+                key("enable_console"),
+                "should enable at least one logging target (console or file)",
+            ));
         }
         if self.enable_console && parse_level(&self.console_level).is_none() {
-            return Err(ConfigError::new(key("console_level"), format!("invalid level {:?}: {LEVELS}", self.console_level)));
+            return Err(ConfigError::new(
+                key("console_level"),
+                format!("invalid level {:?}: {LEVELS}", self.console_level),
+            ));
         }
         if self.enable_file {
             if parse_level(&self.file_level).is_none() {
-                return Err(ConfigError::new(key("file_level"), format!("invalid level {:?}: {LEVELS}", self.file_level)));
+                return Err(ConfigError::new(
+                    key("file_level"),
+                    format!("invalid level {:?}: {LEVELS}", self.file_level),
+                ));
             }
             if self.file_location.is_empty() {
-                return Err(ConfigError::new(key("file_location"), "should not be empty when enable_file is true"));
+                return Err(ConfigError::new(
+                    key("file_location"),
+                    "should not be empty when enable_file is true",
+                ));
             }
         }
         Ok(())
@@ -85,7 +99,14 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
 /// so that a DEBUG file is about this service rather than about every socket poll.
 fn targets(level: LevelFilter) -> Targets {
     let mut t = Targets::new().with_default(level.min(LevelFilter::INFO));
-    for krate in ["rtcd", "calls_core", "calls_proto", "calls_offloader", "calls_loadtest", "calls_sfu"] {
+    for krate in [
+        "rtcd",
+        "calls_core",
+        "calls_proto",
+        "calls_offloader",
+        "calls_loadtest",
+        "calls_sfu",
+    ] {
         t = t.with_target(krate, level);
     }
     t
@@ -102,9 +123,17 @@ pub fn init(cfg: &LoggerConfig) -> Result<LogGuard, String> {
         let level = parse_level(&cfg.console_level).unwrap_or(LevelFilter::INFO);
         let layer = fmt::layer().with_writer(std::io::stdout).with_target(false);
         if cfg.console_json {
-            layer.json().with_current_span(true).with_span_list(false).with_filter(targets(level)).boxed()
+            layer
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_filter(targets(level))
+                .boxed()
         } else {
-            layer.with_ansi(cfg.enable_color).with_filter(targets(level)).boxed()
+            layer
+                .with_ansi(cfg.enable_color)
+                .with_filter(targets(level))
+                .boxed()
         }
     });
 
@@ -112,27 +141,45 @@ pub fn init(cfg: &LoggerConfig) -> Result<LogGuard, String> {
     let file = if cfg.enable_file {
         let path = std::path::Path::new(&cfg.file_location);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
         }
         // Probe first so that an unwritable location is a start-up error, not a silent loss.
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot open log file {} (logger.file_location): {e}", path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot open log file {} (logger.file_location): {e}",
+                    path.display()
+                )
+            })?;
         let rotating = file_rotate::FileRotate::new(
             path,
-            file_rotate::suffix::AppendTimestamp::default(file_rotate::suffix::FileLimit::Unlimited),
+            file_rotate::suffix::AppendTimestamp::default(
+                file_rotate::suffix::FileLimit::Unlimited,
+            ),
             file_rotate::ContentLimit::BytesSurpassed(MAX_FILE_BYTES),
             file_rotate::compression::Compression::OnRotate(0),
             None,
         );
-        let (writer, g) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(rotating);
+        let (writer, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(rotating);
         guard = Some(g);
         let level = parse_level(&cfg.file_level).unwrap_or(LevelFilter::DEBUG);
-        let layer = fmt::layer().with_writer(writer).with_ansi(false).with_target(false);
+        let layer = fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_target(false);
         Some(if cfg.file_json {
-            layer.json().with_current_span(true).with_span_list(false).with_filter(targets(level)).boxed()
+            layer
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_filter(targets(level))
+                .boxed()
         } else {
             layer.with_filter(targets(level)).boxed()
         })

@@ -44,7 +44,12 @@ impl Store {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| StoreError::Backend(format!("cannot create store directory {}: {e}", dir.display())))?;
+                .map_err(|e| {
+                    StoreError::Backend(format!(
+                        "cannot create store directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
         }
         let path = dir.join(FILE_NAME);
         if !path.exists() {
@@ -54,10 +59,13 @@ impl Store {
                 .truncate(false)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    StoreError::Backend(format!("cannot create {}: {e}", path.display()))
+                })?;
         }
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        let db = Database::create(&path).map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         Ok(Self { db, path })
     }
 
@@ -82,7 +90,9 @@ impl Store {
 
     /// Inserts or replaces.
     pub fn set(&self, table: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        self.write(table, key, |t| t.insert(key, value).map(|_| ()).map_err(backend))
+        self.write(table, key, |t| {
+            t.insert(key, value).map(|_| ()).map_err(backend)
+        })
     }
 
     pub fn delete(&self, table: &str, key: &str) -> Result<(), StoreError> {
@@ -155,9 +165,16 @@ mod tests {
         s.put("clients", "a", "1").unwrap();
         assert_eq!(s.put("clients", "a", "2"), Err(StoreError::Conflict));
         assert_eq!(s.get("clients", "a").unwrap(), "1");
-        assert_eq!(s.get("jobs", "a"), Err(StoreError::NotFound), "tables are separate namespaces");
+        assert_eq!(
+            s.get("jobs", "a"),
+            Err(StoreError::NotFound),
+            "tables are separate namespaces"
+        );
         s.set("clients", "a", "3").unwrap();
-        assert_eq!(s.list("clients").unwrap(), vec![("a".to_string(), "3".to_string())]);
+        assert_eq!(
+            s.list("clients").unwrap(),
+            vec![("a".to_string(), "3".to_string())]
+        );
         s.delete("clients", "a").unwrap();
         assert_eq!(s.delete("clients", "a"), Err(StoreError::NotFound));
         assert_eq!(StoreError::NotFound.to_string(), "error: not found");
@@ -174,7 +191,13 @@ mod tests {
         }
         let s = Store::open(&db).unwrap();
         assert_eq!(s.get("clients", "k").unwrap(), "v");
-        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

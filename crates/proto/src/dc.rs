@@ -5,7 +5,7 @@
 //! both are accepted, and float payloads may arrive as integers. SDP payloads are
 //! zlib-compressed JSON inside a msgpack bin; (de)compression is left to the caller.
 
-use crate::msgpack::{self, write, MsgpackError, Reader};
+use crate::msgpack::{self, MsgpackError, Reader, write};
 use rmpv::Value;
 
 /// Message type numbers.
@@ -78,7 +78,9 @@ impl DcMessage {
         match self {
             DcMessage::Ping | DcMessage::Pong | DcMessage::Unlock | DcMessage::Lock(None) => {}
             DcMessage::Sdp(b) => write::bin(&mut buf, b),
-            DcMessage::LossRate(f) | DcMessage::RoundTripTime(f) | DcMessage::Jitter(f) => write::f64(&mut buf, *f),
+            DcMessage::LossRate(f) | DcMessage::RoundTripTime(f) | DcMessage::Jitter(f) => {
+                write::f64(&mut buf, *f)
+            }
             DcMessage::Lock(Some(b)) => write::bool(&mut buf, *b),
             DcMessage::MediaMap(entries) => {
                 write::map_len(&mut buf, entries.len() as u32);
@@ -107,7 +109,11 @@ impl DcMessage {
         let payload = |rd: &mut Reader| rd.value().map_err(|err| DcError::Payload { ty, err });
         let bad = |what: &'static str, expected: &'static str, v: &Value| DcError::Payload {
             ty,
-            err: MsgpackError::Type { what, expected, got: msgpack::kind(v) },
+            err: MsgpackError::Type {
+                what,
+                expected,
+                got: msgpack::kind(v),
+            },
         };
         Ok(match ty {
             ty::PING => DcMessage::Ping,
@@ -139,13 +145,19 @@ impl DcMessage {
             }
             ty::MEDIA_MAP => {
                 let v = payload(&mut rd)?;
-                let entries = msgpack::text_entries(&v).ok_or_else(|| bad("media map", "map", &v))?;
+                let entries =
+                    msgpack::text_entries(&v).ok_or_else(|| bad("media map", "map", &v))?;
                 let mut out = Vec::new();
                 for (mid, info) in entries {
-                    let mut ti = TrackInfo { track_type: String::new(), sender_id: String::new() };
-                    let fields = msgpack::text_entries(info).ok_or_else(|| bad("media map entry", "map", info))?;
+                    let mut ti = TrackInfo {
+                        track_type: String::new(),
+                        sender_id: String::new(),
+                    };
+                    let fields = msgpack::text_entries(info)
+                        .ok_or_else(|| bad("media map entry", "map", info))?;
                     for (k, fv) in fields {
-                        let s = msgpack::as_text(fv).ok_or_else(|| bad("media map field", "str", fv))?;
+                        let s = msgpack::as_text(fv)
+                            .ok_or_else(|| bad("media map field", "str", fv))?;
                         match k.as_str() {
                             "type" => ti.track_type = s,
                             "sender_id" => ti.sender_id = s,

@@ -3,7 +3,7 @@
 //! A binary frame is **two msgpack values concatenated** (vmihailenco `EncodeMulti`): a str with the
 //! message type, then the data. It is not an array: a decoder that expects one breaks the plugin.
 
-use crate::msgpack::{self, write, MsgpackError, Reader};
+use crate::msgpack::{self, MsgpackError, Reader, write};
 use crate::rtc::RtcMessage;
 use rmpv::Value;
 use serde_json::Value as Json;
@@ -50,7 +50,14 @@ pub struct JoinData {
 }
 
 impl JoinData {
-    pub fn new(call_id: &str, user_id: &str, session_id: &str, channel_id: &str, av1: bool, dc: bool) -> Self {
+    pub fn new(
+        call_id: &str,
+        user_id: &str,
+        session_id: &str,
+        channel_id: &str,
+        av1: bool,
+        dc: bool,
+    ) -> Self {
         Self {
             call_id: call_id.into(),
             user_id: user_id.into(),
@@ -114,15 +121,25 @@ impl ClientMessage {
             }
             ClientMessage::Leave { session_id }
             | ClientMessage::Reconnect { session_id }
-            | ClientMessage::Close { session_id } => write_str_map(buf, &[("sessionID", session_id)]),
+            | ClientMessage::Close { session_id } => {
+                write_str_map(buf, &[("sessionID", session_id)])
+            }
             ClientMessage::Rtc(m) | ClientMessage::Vad(m) => m.encode_into(buf),
             ClientMessage::Join(j) => {
                 write::map_len(buf, 6);
-                for (k, v) in [("callID", &j.call_id), ("userID", &j.user_id), ("sessionID", &j.session_id)] {
+                for (k, v) in [
+                    ("callID", &j.call_id),
+                    ("userID", &j.user_id),
+                    ("sessionID", &j.session_id),
+                ] {
                     write::str(buf, k);
                     write::str(buf, v);
                 }
-                for (k, v) in [("channelID", &j.channel_id), ("av1Support", &j.av1_support), ("dcSignaling", &j.dc_signaling)] {
+                for (k, v) in [
+                    ("channelID", &j.channel_id),
+                    ("av1Support", &j.av1_support),
+                    ("dcSignaling", &j.dc_signaling),
+                ] {
                     write::str(buf, k);
                     write_json(buf, v);
                 }
@@ -141,8 +158,14 @@ impl ClientMessage {
             expected: "str",
             got: msgpack::kind(&ty),
         }))?;
-        let data = rd.value().map_err(|err| DecodeError::Data { msg_type: msg_type.clone(), err })?;
-        let shape = |reason: String| DecodeError::Shape { msg_type: msg_type.clone(), reason };
+        let data = rd.value().map_err(|err| DecodeError::Data {
+            msg_type: msg_type.clone(),
+            err,
+        })?;
+        let shape = |reason: String| DecodeError::Shape {
+            msg_type: msg_type.clone(),
+            reason,
+        };
         Ok(match msg_type.as_str() {
             TYPE_JOIN => ClientMessage::Join(decode_join(&data).map_err(shape)?),
             TYPE_LEAVE | TYPE_RECONNECT | TYPE_CLOSE => {
@@ -162,9 +185,15 @@ impl ClientMessage {
                 }
             }
             TYPE_RTC | TYPE_VAD => {
-                let m = RtcMessage::from_value(&data)
-                    .map_err(|err| DecodeError::Data { msg_type: msg_type.clone(), err })?;
-                if msg_type == TYPE_RTC { ClientMessage::Rtc(m) } else { ClientMessage::Vad(m) }
+                let m = RtcMessage::from_value(&data).map_err(|err| DecodeError::Data {
+                    msg_type: msg_type.clone(),
+                    err,
+                })?;
+                if msg_type == TYPE_RTC {
+                    ClientMessage::Rtc(m)
+                } else {
+                    ClientMessage::Vad(m)
+                }
             }
             _ => ClientMessage::Unknown { msg_type },
         })
@@ -173,14 +202,21 @@ impl ClientMessage {
 
 fn lookup<'a>(map: &'a [(String, String)], key: &str) -> &'a str {
     // Last occurrence wins, as when Go fills a map from a stream with duplicate keys.
-    map.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).unwrap_or("")
+    map.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 /// `leave`, `reconnect`, `close` and `hello` data: Go decodes them with `DecodeTypedMap` and then
 /// asserts `map[string]string`, so anything but a non-empty all-string map is refused.
 fn string_map(v: &Value) -> Result<Vec<(String, String)>, String> {
     let Value::Map(entries) = v else {
-        return Err(format!("expected a map of strings, got {}", msgpack::kind(v)));
+        return Err(format!(
+            "expected a map of strings, got {}",
+            msgpack::kind(v)
+        ));
     };
     if entries.is_empty() {
         return Err("expected a map of strings, got an empty map".into());
@@ -188,10 +224,14 @@ fn string_map(v: &Value) -> Result<Vec<(String, String)>, String> {
     entries
         .iter()
         .map(|(k, val)| match (k, val) {
-            (Value::String(_) | Value::Binary(_), Value::String(_) | Value::Binary(_)) => {
-                Ok((msgpack::as_text(k).unwrap_or_default(), msgpack::as_text(val).unwrap_or_default()))
-            }
-            _ => Err(format!("expected a map of strings, found a {} value", msgpack::kind(val))),
+            (Value::String(_) | Value::Binary(_), Value::String(_) | Value::Binary(_)) => Ok((
+                msgpack::as_text(k).unwrap_or_default(),
+                msgpack::as_text(val).unwrap_or_default(),
+            )),
+            _ => Err(format!(
+                "expected a map of strings, found a {} value",
+                msgpack::kind(val)
+            )),
         })
         .collect()
 }
@@ -201,7 +241,12 @@ fn decode_join(v: &Value) -> Result<JoinData, String> {
         Value::Map(_) => msgpack::text_entries(v).ok_or_else(|| "expected a map".to_string())?,
         other => return Err(format!("expected a map, got {}", msgpack::kind(other))),
     };
-    let mut j = JoinData { channel_id: Json::Null, av1_support: Json::Null, dc_signaling: Json::Null, ..Default::default() };
+    let mut j = JoinData {
+        channel_id: Json::Null,
+        av1_support: Json::Null,
+        dc_signaling: Json::Null,
+        ..Default::default()
+    };
     for (key, val) in entries {
         // Go reads the IDs with a `.(string)` assertion: anything else is the empty string, which
         // session validation then rejects with a message naming the field.
@@ -231,14 +276,23 @@ pub fn to_json(v: &Value) -> Json {
             Some(n) => Json::from(n),
             None => Json::from(i.as_u64().unwrap_or_default()),
         },
-        Value::F32(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number),
+        Value::F32(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
+        }
         Value::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::String(_) => Json::String(msgpack::as_text(v).unwrap_or_default()),
         // Go marshals []byte as base64.
         Value::Binary(b) => Json::String(base64_std(b)),
         Value::Array(a) => Json::Array(a.iter().map(to_json).collect()),
         Value::Map(m) => Json::Object(
-            m.iter().map(|(k, v)| (msgpack::as_text(k).unwrap_or_else(|| format!("{k}")), to_json(v))).collect(),
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        msgpack::as_text(k).unwrap_or_else(|| format!("{k}")),
+                        to_json(v),
+                    )
+                })
+                .collect(),
         ),
         Value::Ext(..) => Json::Null,
     }
@@ -248,7 +302,9 @@ fn base64_std(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
     for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -272,10 +328,15 @@ fn write_json(buf: &mut Vec<u8>, v: &Json) {
     match v {
         Json::Null => write::nil(buf),
         Json::Bool(b) => write::bool(buf, *b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => write::int(buf, i),
-            None => write::f64(buf, n.as_f64().unwrap_or_default()),
-        },
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                write::int(buf, i)
+            } else if let Some(u) = n.as_u64() {
+                let _ = rmp::encode::write_uint(buf, u);
+            } else {
+                write::f64(buf, n.as_f64().unwrap_or_default())
+            }
+        }
         Json::String(s) => write::str(buf, s),
         Json::Array(a) => {
             let _ = rmp::encode::write_array_len(buf, a.len() as u32);

@@ -18,7 +18,11 @@ pub enum MsgpackError {
     #[error("truncated or malformed msgpack: {0}")]
     Malformed(String),
     #[error("{what}: expected {expected}, got {got}")]
-    Type { what: &'static str, expected: &'static str, got: &'static str },
+    Type {
+        what: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
 }
 
 /// Reads values one after another from a byte slice.
@@ -28,7 +32,9 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { cur: Cursor::new(buf) }
+        Self {
+            cur: Cursor::new(buf),
+        }
     }
 
     /// Reads the next value; fails on truncated or malformed input.

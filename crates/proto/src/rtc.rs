@@ -1,6 +1,6 @@
 //! `rtc.Message`: the payload of `rtc` and `vad` envelopes (rtcd `service/rtc/msg.go`).
 
-use crate::msgpack::{self, write, MsgpackError};
+use crate::msgpack::{self, MsgpackError, write};
 use rmpv::Value;
 
 /// `MessageType` (Go `iota + 1`).
@@ -68,7 +68,11 @@ pub struct RtcMessage {
 
 impl RtcMessage {
     pub fn new(msg_type: RtcMessageType, data: Vec<u8>) -> Self {
-        Self { msg_type: msg_type as i64, data, ..Default::default() }
+        Self {
+            msg_type: msg_type as i64,
+            data,
+            ..Default::default()
+        }
     }
 
     pub fn kind(&self) -> Option<RtcMessageType> {
@@ -120,7 +124,11 @@ impl RtcMessage {
         })?;
         for (key, val) in entries {
             let text = |what| {
-                msgpack::as_text(val).ok_or(MsgpackError::Type { what, expected: "str", got: msgpack::kind(val) })
+                msgpack::as_text(val).ok_or(MsgpackError::Type {
+                    what,
+                    expected: "str",
+                    got: msgpack::kind(val),
+                })
             };
             match key.as_str() {
                 "group_id" => m.group_id = text("rtc message group_id")?,

@@ -5,21 +5,46 @@ use calls_proto::{ClientMessage, JoinData, RtcMessage};
 use proptest::prelude::*;
 
 fn rtc_msg() -> impl Strategy<Value = RtcMessage> {
-    (".{0,40}", ".{0,30}", ".{0,30}", ".{0,30}", 0i64..200, proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
-        |(g, u, s, c, t, d)| RtcMessage { group_id: g, user_id: u, session_id: s, call_id: c, msg_type: t, data: d },
+    (
+        ".{0,40}",
+        ".{0,30}",
+        ".{0,30}",
+        ".{0,30}",
+        0i64..200,
+        proptest::collection::vec(any::<u8>(), 0..300),
     )
+        .prop_map(|(g, u, s, c, t, d)| RtcMessage {
+            group_id: g,
+            user_id: u,
+            session_id: s,
+            call_id: c,
+            msg_type: t,
+            data: d,
+        })
 }
 
 fn client_msg() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
-        (".{0,40}", ".{0,40}").prop_map(|(c, i)| ClientMessage::Hello { client_id: c, conn_id: i }),
+        (".{0,40}", ".{0,40}").prop_map(|(c, i)| ClientMessage::Hello {
+            client_id: c,
+            conn_id: i
+        }),
         ".{1,40}".prop_map(|s| ClientMessage::Leave { session_id: s }),
         ".{1,40}".prop_map(|s| ClientMessage::Reconnect { session_id: s }),
         ".{1,40}".prop_map(|s| ClientMessage::Close { session_id: s }),
         rtc_msg().prop_map(ClientMessage::Rtc),
         rtc_msg().prop_map(ClientMessage::Vad),
-        (".{0,30}", ".{0,30}", ".{0,30}", ".{0,30}", any::<bool>(), any::<bool>())
-            .prop_map(|(c, u, s, ch, a, d)| ClientMessage::Join(JoinData::new(&c, &u, &s, &ch, a, d))),
+        (
+            ".{0,30}",
+            ".{0,30}",
+            ".{0,30}",
+            ".{0,30}",
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(c, u, s, ch, a, d)| ClientMessage::Join(JoinData::new(
+                &c, &u, &s, &ch, a, d
+            ))),
     ]
 }
 

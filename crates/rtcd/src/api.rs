@@ -4,19 +4,19 @@
 //! not found`; `/metrics` takes any method; `/ws` authenticates before anything else.
 
 use crate::service::ControlHandle;
+use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, Method, Response};
+use axum::http::{HeaderMap, Method, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::any;
-use axum::Router;
 use calls_core::auth::{AuthService, BasicPolicy, Identity};
 use calls_core::http::{self as h, decode_string_map, read_body, status_json};
 use calls_proto::json::{self, SystemInfo, VersionInfo};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bodies of `/register`, `/unregister` and `/login` are a few dozen bytes; anything past this is refused.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -48,7 +48,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 async fn version(State(s): St, method: Method) -> Response<Body> {
@@ -68,7 +70,10 @@ async fn system(State(s): St, method: Method) -> Response<Body> {
 
 async fn metrics(State(s): St) -> Response<Body> {
     let mut r = Response::new(Body::from(s.metrics.render()));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }
 
@@ -76,12 +81,18 @@ async fn register(State(s): St, method: Method, headers: HeaderMap, body: Body) 
     if method != Method::POST {
         return h::not_found();
     }
-    if !s.auth.config().allow_self_registration {
-        if let Err(e) = s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
-            return status_json(e.status, Some(&e.message), &[]);
-        }
+    if !s.auth.config().allow_self_registration
+        && let Err(e) = s
+            .auth
+            .check(authorization(&headers), BasicPolicy::Strict)
+            .await
+    {
+        return status_json(e.status, Some(&e.message), &[]);
     }
-    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+    let req = match read_body(body, MAX_BODY)
+        .await
+        .and_then(|b| decode_string_map(&b))
+    {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };
@@ -96,20 +107,34 @@ async fn register(State(s): St, method: Method, headers: HeaderMap, body: Body) 
     }
 }
 
-async fn unregister(State(s): St, method: Method, headers: HeaderMap, body: Body) -> Response<Body> {
+async fn unregister(
+    State(s): St,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
     if method != Method::POST {
         return h::not_found();
     }
     let sec = s.auth.config();
     if !sec.enable_admin && !sec.allow_self_registration {
-        tracing::warn!("/unregister was called, but enable_admin and allow_self_registration are both false");
+        tracing::warn!(
+            "/unregister was called, but enable_admin and allow_self_registration are both false"
+        );
         return status_json(403, Some("unregister not enabled"), &[]);
     }
-    let who = match s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
+    let who = match s
+        .auth
+        .check(authorization(&headers), BasicPolicy::Strict)
+        .await
+    {
         Ok(who) => who,
         Err(e) => return status_json(e.status, Some(&e.message), &[]),
     };
-    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+    let req = match read_body(body, MAX_BODY)
+        .await
+        .and_then(|b| decode_string_map(&b))
+    {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };
@@ -117,10 +142,10 @@ async fn unregister(State(s): St, method: Method, headers: HeaderMap, body: Body
     if id.is_empty() {
         return status_json(400, Some("client id should not be empty"), &[]);
     }
-    if let Identity::Client(me) = &who {
-        if me != id {
-            return status_json(403, Some("client id not valid"), &[]);
-        }
+    if let Identity::Client(me) = &who
+        && me != id
+    {
+        return status_json(403, Some("client id not valid"), &[]);
     }
     match s.auth.unregister(id).await {
         Ok(()) => {
@@ -135,7 +160,10 @@ async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
     if method != Method::POST {
         return h::not_found();
     }
-    let req = match read_body(body, MAX_BODY).await.and_then(|b| decode_string_map(&b)) {
+    let req = match read_body(body, MAX_BODY)
+        .await
+        .and_then(|b| decode_string_map(&b))
+    {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };
@@ -152,7 +180,11 @@ async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
 
 /// Session queries need a client identity: the admin (no group) gets 401 like any failure.
 async fn group_of(s: &AppState, headers: &HeaderMap) -> Result<String, Response<Body>> {
-    match s.auth.check(authorization(headers), BasicPolicy::Strict).await {
+    match s
+        .auth
+        .check(authorization(headers), BasicPolicy::Strict)
+        .await
+    {
         Ok(Identity::Client(id)) => Ok(id),
         Ok(Identity::Admin) => Err(h::text_error(401, "unauthorized")),
         Err(e) => {
@@ -162,7 +194,12 @@ async fn group_of(s: &AppState, headers: &HeaderMap) -> Result<String, Response<
     }
 }
 
-async fn sessions(State(s): St, method: Method, headers: HeaderMap, Path(call_id): Path<String>) -> Response<Body> {
+async fn sessions(
+    State(s): St,
+    method: Method,
+    headers: HeaderMap,
+    Path(call_id): Path<String>,
+) -> Response<Body> {
     if method != Method::GET {
         return h::not_found();
     }
@@ -203,7 +240,11 @@ async fn ws(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response<Body> {
-    let who = match s.auth.check(authorization(&headers), BasicPolicy::Strict).await {
+    let who = match s
+        .auth
+        .check(authorization(&headers), BasicPolicy::Strict)
+        .await
+    {
         Ok(who) => who,
         Err(e) => {
             tracing::warn!(error = %e, "ws: auth callback failed");
@@ -215,7 +256,10 @@ async fn ws(
     }
     // gorilla's default origin check: an Origin header, if any, must name the Host.
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
         if !origin_host.eq_ignore_ascii_case(host) {
             return h::text_error(403, "Forbidden");
@@ -235,4 +279,3 @@ async fn ws(
         .on_upgrade(move |socket| crate::ws::serve(socket, conn_id, client_id, control))
         .into_response()
 }
-

@@ -26,7 +26,11 @@ pub type ConnId = String;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Write one binary frame to a plugin connection. `kind` is the envelope type, for metrics.
-    Send { conn_id: ConnId, frame: Vec<u8>, kind: &'static str },
+    Send {
+        conn_id: ConnId,
+        frame: Vec<u8>,
+        kind: &'static str,
+    },
     /// Ask the media plane to do something.
     Media(MediaCommand),
 }
@@ -111,9 +115,17 @@ impl Control {
 
     /// A plugin connection authenticated and upgraded: greet it with `hello`.
     pub fn conn_opened(&mut self, conn_id: &str, client_id: &str) {
-        self.conns.insert(conn_id.to_owned(), Conn { client_id: client_id.to_owned() });
+        self.conns.insert(
+            conn_id.to_owned(),
+            Conn {
+                client_id: client_id.to_owned(),
+            },
+        );
         m::ws_connection(client_id, 1.0);
-        let hello = ClientMessage::Hello { client_id: client_id.to_owned(), conn_id: conn_id.to_owned() };
+        let hello = ClientMessage::Hello {
+            client_id: client_id.to_owned(),
+            conn_id: conn_id.to_owned(),
+        };
         self.send(conn_id, &hello);
     }
 
@@ -127,9 +139,19 @@ impl Control {
 
     /// One binary frame from a connection. An `Err` is for the log: rtcd never answers errors on
     /// the WebSocket, and a bad frame affects nothing but itself.
-    pub fn client_frame(&mut self, conn_id: &str, frame: &[u8], now: Instant) -> Result<(), String> {
-        let client_id = self.conns.get(conn_id).map(|c| c.client_id.clone()).ok_or("unknown connection")?;
-        let msg = ClientMessage::decode(frame).map_err(|e| format!("failed to unpack data: {e}"))?;
+    pub fn client_frame(
+        &mut self,
+        conn_id: &str,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<(), String> {
+        let client_id = self
+            .conns
+            .get(conn_id)
+            .map(|c| c.client_id.clone())
+            .ok_or("unknown connection")?;
+        let msg =
+            ClientMessage::decode(frame).map_err(|e| format!("failed to unpack data: {e}"))?;
         m::ws_message(&client_id, m::inbound_type_label(msg.type_name()), "in");
         match msg {
             ClientMessage::Join(j) => self.join(conn_id, &client_id, j, now),
@@ -148,26 +170,42 @@ impl Control {
                 Ok(())
             }
             ClientMessage::Rtc(msg) => self.rtc(&client_id, msg),
-            other => Err(format!("unexpected client message type: {}", other.type_name())),
+            other => Err(format!(
+                "unexpected client message type: {}",
+                other.type_name()
+            )),
         }
     }
 
     /// Checks that the session exists and belongs to the caller's group. rtcd looks sessions up
     /// in one global map without checking the group; a client cannot touch another installation's
     /// sessions here (the plugin never tries to, so it cannot tell the difference).
-    fn own_session(&self, client_id: &str, session_id: &str, what: &str) -> Result<&Session, String> {
+    fn own_session(
+        &self,
+        client_id: &str,
+        session_id: &str,
+        what: &str,
+    ) -> Result<&Session, String> {
         if session_id.is_empty() {
             return Err(format!("{what}: missing sessionID in client message"));
         }
         match self.sessions.get(session_id) {
             Some(s) if s.cfg.group_id == client_id => Ok(s),
-            Some(_) => Err(format!("{what}: session {session_id} belongs to another client")),
+            Some(_) => Err(format!(
+                "{what}: session {session_id} belongs to another client"
+            )),
             // Leave is idempotent in rtcd: unknown sessions are a no-op, reported only in logs.
             None => Err(format!("{what}: session {session_id} not found")),
         }
     }
 
-    fn join(&mut self, conn_id: &str, client_id: &str, j: JoinData, now: Instant) -> Result<(), String> {
+    fn join(
+        &mut self,
+        conn_id: &str,
+        client_id: &str,
+        j: JoinData,
+        now: Instant,
+    ) -> Result<(), String> {
         let cfg = SessionConfig {
             group_id: client_id.to_owned(),
             call_id: j.call_id.clone(),
@@ -179,17 +217,25 @@ impl Control {
                 ("dcSignaling".to_owned(), j.dc_signaling.clone()),
             ])),
         };
-        for (field, v) in
-            [("GroupID", &cfg.group_id), ("CallID", &cfg.call_id), ("UserID", &cfg.user_id), ("SessionID", &cfg.session_id)]
-        {
+        for (field, v) in [
+            ("GroupID", &cfg.group_id),
+            ("CallID", &cfg.call_id),
+            ("UserID", &cfg.user_id),
+            ("SessionID", &cfg.session_id),
+        ] {
             if v.is_empty() {
-                return Err(format!("failed to initialize rtc session: invalid {field} value: should not be empty"));
+                return Err(format!(
+                    "failed to initialize rtc session: invalid {field} value: should not be empty"
+                ));
             }
         }
         // Session IDs route rtc messages globally, so they must be unique across calls and groups.
         // Nothing is created for a refused join (rtcd leaks a peer connection and a gauge here).
         if self.sessions.contains_key(&cfg.session_id) {
-            return Err(format!("failed to initialize rtc session: user session {} already exists", cfg.session_id));
+            return Err(format!(
+                "failed to initialize rtc session: user session {} already exists",
+                cfg.session_id
+            ));
         }
         let deadline = now + FIRST_OFFER_TIMEOUT;
         self.deadlines.insert((deadline, cfg.session_id.clone()));
@@ -201,41 +247,59 @@ impl Control {
             .insert(cfg.session_id.clone());
         m::sessions(&cfg.group_id, 1.0);
         tracing::info!(call_id = %cfg.call_id, session_id = %cfg.session_id, user_id = %cfg.user_id, "session joined");
-        self.outputs.push_back(Output::Media(MediaCommand::InitSession(cfg.clone())));
+        self.outputs
+            .push_back(Output::Media(MediaCommand::InitSession(cfg.clone())));
         self.sessions.insert(
             cfg.session_id.clone(),
-            Session { cfg, join_conn: conn_id.to_owned(), route: conn_id.to_owned(), offer_deadline: Some(deadline) },
+            Session {
+                cfg,
+                join_conn: conn_id.to_owned(),
+                route: conn_id.to_owned(),
+                offer_deadline: Some(deadline),
+            },
         );
         Ok(())
     }
 
     fn rtc(&mut self, client_id: &str, msg: RtcMessage) -> Result<(), String> {
-        msg.validate().map_err(|e| format!("invalid rtc message: {e}"))?;
+        msg.validate()
+            .map_err(|e| format!("invalid rtc message: {e}"))?;
         let session_id = msg.session_id.clone();
         self.own_session(client_id, &session_id, "rtc")?;
-        let kind = msg.kind().ok_or_else(|| format!("unexpected rtc message type {}", msg.msg_type))?;
+        let kind = msg
+            .kind()
+            .ok_or_else(|| format!("unexpected rtc message type {}", msg.msg_type))?;
         match kind {
             RtcMessageType::Sdp => {
-                let sdp: serde_json::Value =
-                    serde_json::from_slice(&msg.data).map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
+                let sdp: serde_json::Value = serde_json::from_slice(&msg.data)
+                    .map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
                 match sdp.get("type").and_then(|t| t.as_str()) {
                     Some("offer") => {
-                        if let Some(s) = self.sessions.get_mut(&session_id) {
-                            if let Some(d) = s.offer_deadline.take() {
-                                self.deadlines.remove(&(d, session_id.clone()));
-                            }
+                        if let Some(s) = self.sessions.get_mut(&session_id)
+                            && let Some(d) = s.offer_deadline.take()
+                        {
+                            self.deadlines.remove(&(d, session_id.clone()));
                         }
                     }
                     Some("answer") => {}
-                    other => return Err(format!("unexpected sdp type: {}", other.unwrap_or("<missing>"))),
+                    other => {
+                        return Err(format!(
+                            "unexpected sdp type: {}",
+                            other.unwrap_or("<missing>")
+                        ));
+                    }
                 }
             }
             RtcMessageType::VoiceOn | RtcMessageType::VoiceOff => {
-                return Err(format!("unexpected rtc message type {} from the plugin", kind.name()));
+                return Err(format!(
+                    "unexpected rtc message type {} from the plugin",
+                    kind.name()
+                ));
             }
             _ => {}
         }
-        self.outputs.push_back(Output::Media(MediaCommand::Rtc(msg)));
+        self.outputs
+            .push_back(Output::Media(MediaCommand::Rtc(msg)));
         Ok(())
     }
 
@@ -247,7 +311,10 @@ impl Control {
             }
             self.deadlines.pop_first();
             tracing::warn!(session_id = %sid, "no SDP offer within {:?}: closing session", FIRST_OFFER_TIMEOUT);
-            m::rtc_error(self.sessions.get(&sid).map_or("", |s| &s.cfg.group_id), "signaling");
+            m::rtc_error(
+                self.sessions.get(&sid).map_or("", |s| &s.cfg.group_id),
+                "signaling",
+            );
             self.close_session(&sid, CloseReason::NoOffer);
         }
     }
@@ -255,10 +322,20 @@ impl Control {
     /// Output from the media plane.
     pub fn media_event(&mut self, ev: MediaEvent) {
         match ev {
-            MediaEvent::Signal(msg) => self.to_session(msg, false),
+            MediaEvent::Signal(msg) => self.route_to_session(msg, false),
             MediaEvent::Vad { session_id, on } => {
-                let ty = if on { RtcMessageType::VoiceOn } else { RtcMessageType::VoiceOff };
-                self.to_session(RtcMessage { session_id, ..RtcMessage::new(ty, Vec::new()) }, true)
+                let ty = if on {
+                    RtcMessageType::VoiceOn
+                } else {
+                    RtcMessageType::VoiceOff
+                };
+                self.route_to_session(
+                    RtcMessage {
+                        session_id,
+                        ..RtcMessage::new(ty, Vec::new())
+                    },
+                    true,
+                )
             }
             MediaEvent::SessionEnded { session_id, reason } => {
                 tracing::info!(session_id, reason, "media session ended");
@@ -267,7 +344,7 @@ impl Control {
         }
     }
 
-    fn to_session(&mut self, mut msg: RtcMessage, vad: bool) {
+    fn route_to_session(&mut self, mut msg: RtcMessage, vad: bool) {
         let Some(s) = self.sessions.get(&msg.session_id) else {
             tracing::debug!(session_id = %msg.session_id, "dropping media output for a closed session");
             return;
@@ -281,14 +358,20 @@ impl Control {
             return;
         }
         let group = msg.group_id.clone();
-        let env = if vad { ClientMessage::Vad(msg) } else { ClientMessage::Rtc(msg) };
+        let env = if vad {
+            ClientMessage::Vad(msg)
+        } else {
+            ClientMessage::Rtc(msg)
+        };
         self.send(&route, &env);
         m::ws_message(&group, if vad { "vad" } else { "rtc" }, "out");
     }
 
     /// Ends a session (idempotent) and tells the plugin with `close`.
     pub fn close_session(&mut self, session_id: &str, reason: CloseReason) {
-        let Some(s) = self.sessions.remove(session_id) else { return };
+        let Some(s) = self.sessions.remove(session_id) else {
+            return;
+        };
         if let Some(d) = s.offer_deadline {
             self.deadlines.remove(&(d, session_id.to_owned()));
         }
@@ -306,14 +389,25 @@ impl Control {
         m::sessions(&s.cfg.group_id, -1.0);
         tracing::info!(call_id = %s.cfg.call_id, session_id, ?reason, "session closed");
         if reason != CloseReason::MediaEnded {
-            self.outputs.push_back(Output::Media(MediaCommand::CloseSession { session_id: session_id.to_owned() }));
+            self.outputs
+                .push_back(Output::Media(MediaCommand::CloseSession {
+                    session_id: session_id.to_owned(),
+                }));
         }
         // rtcd sends `close` to the connection that sent `join`. When that connection is gone the
         // Go server loses the message; here it goes to the session's current route instead, so the
         // plugin always learns that the session ended.
-        let target = [&s.join_conn, &s.route].into_iter().find(|c| self.conns.contains_key(*c)).cloned();
+        let target = [&s.join_conn, &s.route]
+            .into_iter()
+            .find(|c| self.conns.contains_key(*c))
+            .cloned();
         match target {
-            Some(conn) => self.send(&conn, &ClientMessage::Close { session_id: session_id.to_owned() }),
+            Some(conn) => self.send(
+                &conn,
+                &ClientMessage::Close {
+                    session_id: session_id.to_owned(),
+                },
+            ),
             None => tracing::warn!(session_id, "no live connection to send close to"),
         }
     }
@@ -333,24 +427,43 @@ impl Control {
             ClientMessage::Vad(_) => "vad",
             _ => "rtc",
         };
-        self.outputs.push_back(Output::Send { conn_id: conn_id.to_owned(), frame: msg.encode(), kind });
+        self.outputs.push_back(Output::Send {
+            conn_id: conn_id.to_owned(),
+            frame: msg.encode(),
+            kind,
+        });
     }
 
     /// `GET /calls/{callID}/sessions/{sessionID}` for the caller's group.
-    pub fn session_config(&self, group: &str, call: &str, session: &str) -> Result<SessionConfig, &'static str> {
+    pub fn session_config(
+        &self,
+        group: &str,
+        call: &str,
+        session: &str,
+    ) -> Result<SessionConfig, &'static str> {
         let calls = self.groups.get(group).ok_or("group not found")?;
         let set = calls.get(call).ok_or("call not found")?;
         if !set.contains(session) {
             return Err("session not found");
         }
-        self.sessions.get(session).map(|s| s.cfg.clone()).ok_or("session not found")
+        self.sessions
+            .get(session)
+            .map(|s| s.cfg.clone())
+            .ok_or("session not found")
     }
 
     /// `GET /calls/{callID}/sessions` for the caller's group.
-    pub fn session_configs(&self, group: &str, call: &str) -> Result<Vec<SessionConfig>, &'static str> {
+    pub fn session_configs(
+        &self,
+        group: &str,
+        call: &str,
+    ) -> Result<Vec<SessionConfig>, &'static str> {
         let calls = self.groups.get(group).ok_or("group not found")?;
         let set = calls.get(call).ok_or("call not found")?;
-        let out: Vec<SessionConfig> = set.iter().filter_map(|id| self.sessions.get(id).map(|s| s.cfg.clone())).collect();
+        let out: Vec<SessionConfig> = set
+            .iter()
+            .filter_map(|id| self.sessions.get(id).map(|s| s.cfg.clone()))
+            .collect();
         if out.is_empty() {
             return Err("no sessions found");
         }
@@ -369,7 +482,9 @@ mod tests {
     fn frames(out: &[Output]) -> Vec<(String, ClientMessage)> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Send { conn_id, frame, .. } => Some((conn_id.clone(), ClientMessage::decode(frame).unwrap())),
+                Output::Send { conn_id, frame, .. } => {
+                    Some((conn_id.clone(), ClientMessage::decode(frame).unwrap()))
+                }
                 _ => None,
             })
             .collect()
@@ -380,7 +495,11 @@ mod tests {
     }
 
     fn rtc(sid: &str, ty: RtcMessageType, data: &[u8]) -> Vec<u8> {
-        ClientMessage::Rtc(RtcMessage { session_id: sid.into(), ..RtcMessage::new(ty, data.to_vec()) }).encode()
+        ClientMessage::Rtc(RtcMessage {
+            session_id: sid.into(),
+            ..RtcMessage::new(ty, data.to_vec())
+        })
+        .encode()
     }
 
     fn setup() -> (Control, Instant) {
@@ -389,7 +508,13 @@ mod tests {
         let out = drain(&mut c);
         assert_eq!(
             frames(&out),
-            vec![("connA".into(), ClientMessage::Hello { client_id: "clientA".into(), conn_id: "connA".into() })]
+            vec![(
+                "connA".into(),
+                ClientMessage::Hello {
+                    client_id: "clientA".into(),
+                    conn_id: "connA".into()
+                }
+            )]
         );
         (c, Instant::now())
     }
@@ -399,7 +524,9 @@ mod tests {
         let (mut c, t0) = setup();
         c.client_frame("connA", &join("s1"), t0).unwrap();
         let out = drain(&mut c);
-        assert!(matches!(&out[..], [Output::Media(MediaCommand::InitSession(cfg))] if cfg.session_id == "s1" && cfg.group_id == "clientA"));
+        assert!(
+            matches!(&out[..], [Output::Media(MediaCommand::InitSession(cfg))] if cfg.session_id == "s1" && cfg.group_id == "clientA")
+        );
         let cfg = c.session_config("clientA", "call1", "s1").unwrap();
         assert_eq!(
             String::from_utf8(calls_proto::json::to_vec(&cfg)).unwrap(),
@@ -407,17 +534,58 @@ mod tests {
              \"Props\":{\"av1Support\":false,\"channelID\":\"chan1\",\"dcSignaling\":true}}\n"
         );
         assert_eq!(c.session_configs("clientA", "call1").unwrap().len(), 1);
-        assert_eq!(c.session_configs("clientB", "call1"), Err("group not found"));
+        assert_eq!(
+            c.session_configs("clientB", "call1"),
+            Err("group not found")
+        );
         assert_eq!(c.session_configs("clientA", "call2"), Err("call not found"));
-        assert_eq!(c.session_config("clientA", "call1", "s2"), Err("session not found"));
+        assert_eq!(
+            c.session_config("clientA", "call1", "s2"),
+            Err("session not found")
+        );
 
-        c.client_frame("connA", &ClientMessage::Leave { session_id: "s1".into() }.encode(), t0).unwrap();
+        c.client_frame(
+            "connA",
+            &ClientMessage::Leave {
+                session_id: "s1".into(),
+            }
+            .encode(),
+            t0,
+        )
+        .unwrap();
         let out = drain(&mut c);
-        assert_eq!(out[0], Output::Media(MediaCommand::CloseSession { session_id: "s1".into() }));
-        assert_eq!(frames(&out), vec![("connA".into(), ClientMessage::Close { session_id: "s1".into() })]);
-        assert_eq!(c.session_configs("clientA", "call1"), Err("group not found"), "empty calls and groups are removed");
+        assert_eq!(
+            out[0],
+            Output::Media(MediaCommand::CloseSession {
+                session_id: "s1".into()
+            })
+        );
+        assert_eq!(
+            frames(&out),
+            vec![(
+                "connA".into(),
+                ClientMessage::Close {
+                    session_id: "s1".into()
+                }
+            )]
+        );
+        assert_eq!(
+            c.session_configs("clientA", "call1"),
+            Err("group not found"),
+            "empty calls and groups are removed"
+        );
         // Leave is idempotent: a second one changes nothing and emits nothing.
-        assert!(c.client_frame("connA", &ClientMessage::Leave { session_id: "s1".into() }.encode(), t0).is_err());
+        assert!(
+            c.client_frame(
+                "connA",
+                &ClientMessage::Leave {
+                    session_id: "s1".into()
+                }
+                .encode(),
+                t0
+            )
+            .is_err()
+        );
         assert!(drain(&mut c).is_empty());
         assert_eq!(c.session_count(), 0);
     }
@@ -445,18 +613,34 @@ mod tests {
     fn no_offer_within_ten_seconds_closes_the_session() {
         let (mut c, t0) = setup();
         c.client_frame("connA", &join("s1"), t0).unwrap();
-        c.client_frame("connA", &join("s2"), t0 + Duration::from_secs(1)).unwrap();
+        c.client_frame("connA", &join("s2"), t0 + Duration::from_secs(1))
+            .unwrap();
         drain(&mut c);
         assert_eq!(c.poll_timeout(), Some(t0 + FIRST_OFFER_TIMEOUT));
         // s2 sends its offer in time.
         let offer = br#"{"type":"offer","sdp":"v=0\r\n"}"#;
-        c.client_frame("connA", &rtc("s2", RtcMessageType::Sdp, offer), t0 + Duration::from_secs(2)).unwrap();
-        assert!(matches!(&drain(&mut c)[..], [Output::Media(MediaCommand::Rtc(m))] if m.session_id == "s2"));
+        c.client_frame(
+            "connA",
+            &rtc("s2", RtcMessageType::Sdp, offer),
+            t0 + Duration::from_secs(2),
+        )
+        .unwrap();
+        assert!(
+            matches!(&drain(&mut c)[..], [Output::Media(MediaCommand::Rtc(m))] if m.session_id == "s2")
+        );
         c.handle_timeout(t0 + FIRST_OFFER_TIMEOUT - Duration::from_millis(1));
         assert!(drain(&mut c).is_empty());
         c.handle_timeout(t0 + FIRST_OFFER_TIMEOUT);
         let out = drain(&mut c);
-        assert_eq!(frames(&out), vec![("connA".into(), ClientMessage::Close { session_id: "s1".into() })]);
+        assert_eq!(
+            frames(&out),
+            vec![(
+                "connA".into(),
+                ClientMessage::Close {
+                    session_id: "s1".into()
+                }
+            )]
+        );
         assert_eq!(c.poll_timeout(), None, "s2 has no deadline left");
         c.handle_timeout(t0 + Duration::from_secs(60));
         assert!(drain(&mut c).is_empty());
@@ -476,25 +660,58 @@ mod tests {
         };
         c.conn_closed("connA");
         signal(&mut c);
-        assert!(drain(&mut c).is_empty(), "output for a session whose connection is gone is dropped");
+        assert!(
+            drain(&mut c).is_empty(),
+            "output for a session whose connection is gone is dropped"
+        );
         assert_eq!(c.session_count(), 1, "the session survives the disconnect");
         c.conn_opened("connB", "clientA");
         drain(&mut c);
-        c.client_frame("connB", &ClientMessage::Reconnect { session_id: "s1".into() }.encode(), t0).unwrap();
+        c.client_frame(
+            "connB",
+            &ClientMessage::Reconnect {
+                session_id: "s1".into(),
+            }
+            .encode(),
+            t0,
+        )
+        .unwrap();
         signal(&mut c);
         let f = frames(&drain(&mut c));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].0, "connB");
-        let ClientMessage::Rtc(m) = &f[0].1 else { panic!() };
-        assert_eq!((m.group_id.as_str(), m.user_id.as_str(), m.call_id.as_str()), ("clientA", "user1", "call1"));
-        c.media_event(MediaEvent::Vad { session_id: "s1".into(), on: true });
+        let ClientMessage::Rtc(m) = &f[0].1 else {
+            panic!()
+        };
+        assert_eq!(
+            (m.group_id.as_str(), m.user_id.as_str(), m.call_id.as_str()),
+            ("clientA", "user1", "call1")
+        );
+        c.media_event(MediaEvent::Vad {
+            session_id: "s1".into(),
+            on: true,
+        });
         let f = frames(&drain(&mut c));
         assert!(matches!(&f[0].1, ClientMessage::Vad(m) if m.msg_type == 7));
         // The join connection is gone, so close goes to the current route.
-        c.media_event(MediaEvent::SessionEnded { session_id: "s1".into(), reason: "failed".into() });
+        c.media_event(MediaEvent::SessionEnded {
+            session_id: "s1".into(),
+            reason: "failed".into(),
+        });
         let out = drain(&mut c);
-        assert_eq!(frames(&out), vec![("connB".into(), ClientMessage::Close { session_id: "s1".into() })]);
-        assert!(!out.iter().any(|o| matches!(o, Output::Media(_))), "the media plane ended it itself");
+        assert_eq!(
+            frames(&out),
+            vec![(
+                "connB".into(),
+                ClientMessage::Close {
+                    session_id: "s1".into()
+                }
+            )]
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Media(_))),
+            "the media plane ended it itself"
+        );
     }
 
     #[test]
@@ -502,10 +719,26 @@ mod tests {
         let (mut c, t0) = setup();
         c.conn_opened("connB", "clientA");
         c.client_frame("connA", &join("s1"), t0).unwrap();
-        c.client_frame("connB", &ClientMessage::Reconnect { session_id: "s1".into() }.encode(), t0).unwrap();
+        c.client_frame(
+            "connB",
+            &ClientMessage::Reconnect {
+                session_id: "s1".into(),
+            }
+            .encode(),
+            t0,
+        )
+        .unwrap();
         drain(&mut c);
         c.close_all();
-        assert_eq!(frames(&drain(&mut c)), vec![("connA".into(), ClientMessage::Close { session_id: "s1".into() })]);
+        assert_eq!(
+            frames(&drain(&mut c)),
+            vec![(
+                "connA".into(),
+                ClientMessage::Close {
+                    session_id: "s1".into()
+                }
+            )]
+        );
     }
 
     #[test]
@@ -515,22 +748,50 @@ mod tests {
         c.client_frame("connA", &join("s1"), t0).unwrap();
         drain(&mut c);
         for f in [
-            ClientMessage::Leave { session_id: "s1".into() }.encode(),
-            ClientMessage::Reconnect { session_id: "s1".into() }.encode(),
+            ClientMessage::Leave {
+                session_id: "s1".into(),
+            }
+            .encode(),
+            ClientMessage::Reconnect {
+                session_id: "s1".into(),
+            }
+            .encode(),
             rtc("s1", RtcMessageType::Mute, b""),
         ] {
-            assert!(c.client_frame("connX", &f, t0).unwrap_err().contains("another client"));
+            assert!(
+                c.client_frame("connX", &f, t0)
+                    .unwrap_err()
+                    .contains("another client")
+            );
         }
         for f in [
             vec![0xff, 0x00],
-            ClientMessage::Reconnect { session_id: "nope".into() }.encode(),
+            ClientMessage::Reconnect {
+                session_id: "nope".into(),
+            }
+            .encode(),
             rtc("", RtcMessageType::Mute, b""),
             rtc("s1", RtcMessageType::Sdp, b"not json"),
-            rtc("s1", RtcMessageType::Sdp, br#"{"type":"pranswer","sdp":""}"#),
+            rtc(
+                "s1",
+                RtcMessageType::Sdp,
+                br#"{"type":"pranswer","sdp":""}"#,
+            ),
             rtc("s1", RtcMessageType::VoiceOn, b""),
-            ClientMessage::Rtc(RtcMessage { session_id: "s1".into(), msg_type: 99, ..Default::default() }).encode(),
-            ClientMessage::Close { session_id: "s1".into() }.encode(),
-            ClientMessage::Unknown { msg_type: "custom".into() }.encode(),
+            ClientMessage::Rtc(RtcMessage {
+                session_id: "s1".into(),
+                msg_type: 99,
+                ..Default::default()
+            })
+            .encode(),
+            ClientMessage::Close {
+                session_id: "s1".into(),
+            }
+            .encode(),
+            ClientMessage::Unknown {
+                msg_type: "custom".into(),
+            }
+            .encode(),
         ] {
             assert!(c.client_frame("connA", &f, t0).is_err());
         }

@@ -16,8 +16,8 @@ pub mod service;
 pub mod system;
 pub mod ws;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The upstream rtcd release whose protocol this build speaks; reported as `buildVersion`.
 pub const COMPAT_VERSION: &str = "v1.2.6";
@@ -43,20 +43,42 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
     tracing::info!(data_source = %cfg.store.data_source, "initiated data store");
     let auth = calls_core::auth::AuthService::new(Arc::new(store), cfg.api.security.clone());
 
-    let listener = calls_core::http::bind(&cfg.api.http.listen_address)
-        .map_err(|e| format!("failed to listen on {} (api.http.listen_address): {e}", cfg.api.http.listen_address))?;
-    let tls = if cfg.api.http.tls.enable { Some(calls_core::http::tls_server_config(&cfg.api.http.tls)?) } else { None };
+    let listener = calls_core::http::bind(&cfg.api.http.listen_address).map_err(|e| {
+        format!(
+            "failed to listen on {} (api.http.listen_address): {e}",
+            cfg.api.http.listen_address
+        )
+    })?;
+    let tls = if cfg.api.http.tls.enable {
+        Some(calls_core::http::tls_server_config(&cfg.api.http.tls)?)
+    } else {
+        None
+    };
 
     let control = service::spawn(Box::new(service::NoMediaPlane));
-    let state = Arc::new(api::AppState { auth, control: control.clone(), version, cpu_load: AtomicU64::new(0), metrics });
+    let state = Arc::new(api::AppState {
+        auth,
+        control: control.clone(),
+        version,
+        cpu_load: AtomicU64::new(0),
+        metrics,
+    });
     tokio::spawn(sample_cpu_load(state.clone()));
 
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(address = %local, tls = cfg.api.http.tls.enable, "api server listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(calls_core::http::serve(listener, tls, api::router(state), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(calls_core::http::serve(
+        listener,
+        tls,
+        api::router(state),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
 
     shutdown_signal().await;
     tracing::info!("rtcd: shutting down");
@@ -70,7 +92,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
@@ -91,7 +113,12 @@ async fn sample_cpu_load(state: Arc<api::AppState>) {
     loop {
         tick.tick().await;
         let now = std::time::Instant::now();
-        let idle = match tokio::fs::read_to_string("/proc/stat").await.ok().as_deref().and_then(system::parse_idle_ticks) {
+        let idle = match tokio::fs::read_to_string("/proc/stat")
+            .await
+            .ok()
+            .as_deref()
+            .and_then(system::parse_idle_ticks)
+        {
             Some(i) => i,
             None => {
                 tracing::error!("failed to read cpu stat from /proc/stat");

@@ -6,22 +6,30 @@ const USAGE: &str = "Usage: rtcd [-config PATH]\n\n  -config PATH   path to the 
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = match calls_core::config::config_path_from_args(&args, rtcd::config::DEFAULT_CONFIG_PATH) {
-        Ok(calls_core::config::ConfigArgs::Run(p)) => p,
-        Ok(calls_core::config::ConfigArgs::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(calls_core::config::ConfigArgs::Version) => {
-            let v = calls_core::buildinfo::version_info("calls-rs rtcd", rtcd::COMPAT_VERSION, true);
-            println!("rtcd {} (protocol {}, commit {}, built {})", v.implementation_version, v.build_version, v.build_hash, v.build_date);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("rtcd: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let path =
+        match calls_core::config::config_path_from_args(&args, rtcd::config::DEFAULT_CONFIG_PATH) {
+            Ok(calls_core::config::ConfigArgs::Run(p)) => p,
+            Ok(calls_core::config::ConfigArgs::Help) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(calls_core::config::ConfigArgs::Version) => {
+                let v = calls_core::buildinfo::version_info(
+                    "calls-rs rtcd",
+                    rtcd::COMPAT_VERSION,
+                    true,
+                );
+                println!(
+                    "rtcd {} (protocol {}, commit {}, built {})",
+                    v.implementation_version, v.build_version, v.build_hash, v.build_date
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("rtcd: {e}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
     let loaded = match rtcd::config::load(std::path::Path::new(&path)) {
         Ok(l) => l,
         Err(e) => {
@@ -39,7 +47,10 @@ fn main() -> ExitCode {
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rtcd: failed to start runtime: {e}");

@@ -19,8 +19,12 @@ pub const RTC_CLIENT_LOSS: &str = "rtcd_rtc_client_loss_rate";
 pub const RTC_CLIENT_RTT: &str = "rtcd_rtc_client_rtt";
 pub const RTC_CLIENT_JITTER: &str = "rtcd_rtc_client_jitter";
 
-pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0];
-pub const LOSS_BUCKETS: &[f64] = &[0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+];
+pub const LOSS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+];
 
 /// Histogram buckets by metric; the rest use Prometheus' defaults.
 pub const BUCKETS: &[(&str, &[f64])] = &[
@@ -33,14 +37,29 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
 /// Registers help texts so every series appears with `# HELP`/`# TYPE` lines.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(WS_CONNECTIONS, "Total number of active WebSocket connections");
-    describe_counter!(WS_MESSAGES, "Total number of sent/received WebSocket messages");
+    describe_gauge!(
+        WS_CONNECTIONS,
+        "Total number of active WebSocket connections"
+    );
+    describe_counter!(
+        WS_MESSAGES,
+        "Total number of sent/received WebSocket messages"
+    );
     describe_gauge!(RTC_SESSIONS, "Total number of active RTC sessions");
     describe_counter!(RTC_ERRORS, "Total number of RTC errors");
-    describe_counter!(RTC_CONN_STATES, "Total number of RTC connection state changes");
+    describe_counter!(
+        RTC_CONN_STATES,
+        "Total number of RTC connection state changes"
+    );
     describe_gauge!(RTC_TRACKS, "Total number of incoming/outgoing RTP tracks");
-    describe_histogram!(RTC_TRACK_WRITES, "Time taken to write to outgoing RTP tracks");
-    describe_histogram!(RTC_CONNECTION_TIME, "Time taken to establish RTC connections");
+    describe_histogram!(
+        RTC_TRACK_WRITES,
+        "Time taken to write to outgoing RTP tracks"
+    );
+    describe_histogram!(
+        RTC_CONNECTION_TIME,
+        "Time taken to establish RTC connections"
+    );
     describe_histogram!(RTC_DC_OPEN_TIME, "Time taken to open the data channel");
     describe_histogram!(RTC_LOCK_GRAB_TIME, "Time taken to grab the signaling lock");
     describe_histogram!(RTC_LOCK_LOCKED_TIME, "Time the signaling lock was held");

@@ -31,13 +31,34 @@ impl MediaPlane for NoMediaPlane {
 }
 
 enum Cmd {
-    Opened { conn_id: String, client_id: String, out: mpsc::Sender<Vec<u8>> },
-    Closed { conn_id: String },
-    Frame { conn_id: String, client_id: String, data: Vec<u8> },
+    Opened {
+        conn_id: String,
+        client_id: String,
+        out: mpsc::Sender<Vec<u8>>,
+    },
+    Closed {
+        conn_id: String,
+    },
+    Frame {
+        conn_id: String,
+        client_id: String,
+        data: Vec<u8>,
+    },
     Media(MediaEvent),
-    Session { group: String, call: String, session: String, reply: oneshot::Sender<Result<SessionConfig, &'static str>> },
-    Sessions { group: String, call: String, reply: oneshot::Sender<Result<Vec<SessionConfig>, &'static str>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    Session {
+        group: String,
+        call: String,
+        session: String,
+        reply: oneshot::Sender<Result<SessionConfig, &'static str>>,
+    },
+    Sessions {
+        group: String,
+        call: String,
+        reply: oneshot::Sender<Result<Vec<SessionConfig>, &'static str>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cheap, cloneable way to reach the control task.
@@ -50,26 +71,66 @@ const GONE: &str = "service is shutting down";
 
 impl ControlHandle {
     pub async fn conn_opened(&self, conn_id: &str, client_id: &str, out: mpsc::Sender<Vec<u8>>) {
-        let _ = self.tx.send(Cmd::Opened { conn_id: conn_id.into(), client_id: client_id.into(), out }).await;
+        let _ = self
+            .tx
+            .send(Cmd::Opened {
+                conn_id: conn_id.into(),
+                client_id: client_id.into(),
+                out,
+            })
+            .await;
     }
     pub async fn conn_closed(&self, conn_id: &str) {
-        let _ = self.tx.send(Cmd::Closed { conn_id: conn_id.into() }).await;
+        let _ = self
+            .tx
+            .send(Cmd::Closed {
+                conn_id: conn_id.into(),
+            })
+            .await;
     }
     pub async fn frame(&self, conn_id: &str, client_id: &str, data: Vec<u8>) {
-        let _ = self.tx.send(Cmd::Frame { conn_id: conn_id.into(), client_id: client_id.into(), data }).await;
+        let _ = self
+            .tx
+            .send(Cmd::Frame {
+                conn_id: conn_id.into(),
+                client_id: client_id.into(),
+                data,
+            })
+            .await;
     }
     pub async fn media_event(&self, ev: MediaEvent) {
         let _ = self.tx.send(Cmd::Media(ev)).await;
     }
-    pub async fn session(&self, group: &str, call: &str, session: &str) -> Result<SessionConfig, &'static str> {
+    pub async fn session(
+        &self,
+        group: &str,
+        call: &str,
+        session: &str,
+    ) -> Result<SessionConfig, &'static str> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Session { group: group.into(), call: call.into(), session: session.into(), reply };
+        let cmd = Cmd::Session {
+            group: group.into(),
+            call: call.into(),
+            session: session.into(),
+            reply,
+        };
         self.tx.send(cmd).await.map_err(|_| GONE)?;
         rx.await.map_err(|_| GONE)?
     }
-    pub async fn sessions(&self, group: &str, call: &str) -> Result<Vec<SessionConfig>, &'static str> {
+    pub async fn sessions(
+        &self,
+        group: &str,
+        call: &str,
+    ) -> Result<Vec<SessionConfig>, &'static str> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Cmd::Sessions { group: group.into(), call: call.into(), reply }).await.map_err(|_| GONE)?;
+        self.tx
+            .send(Cmd::Sessions {
+                group: group.into(),
+                call: call.into(),
+                reply,
+            })
+            .await
+            .map_err(|_| GONE)?;
         rx.await.map_err(|_| GONE)?
     }
     /// Closes every session (sending `close` to the plugin) and stops the task.
@@ -103,7 +164,11 @@ async fn run(mut rx: mpsc::Receiver<Cmd>, mut media: Box<dyn MediaPlane>) {
         };
         let mut stop = None;
         match cmd {
-            Cmd::Opened { conn_id, client_id, out } => {
+            Cmd::Opened {
+                conn_id,
+                client_id,
+                out,
+            } => {
                 conns.insert(conn_id.clone(), out);
                 core.conn_opened(&conn_id, &client_id);
             }
@@ -111,13 +176,22 @@ async fn run(mut rx: mpsc::Receiver<Cmd>, mut media: Box<dyn MediaPlane>) {
                 conns.remove(&conn_id);
                 core.conn_closed(&conn_id);
             }
-            Cmd::Frame { conn_id, client_id, data } => {
+            Cmd::Frame {
+                conn_id,
+                client_id,
+                data,
+            } => {
                 if let Err(e) = core.client_frame(&conn_id, &data, Instant::now()) {
                     tracing::warn!(conn_id, client_id, error = %e, "failed to handle client message");
                 }
             }
             Cmd::Media(ev) => core.media_event(ev),
-            Cmd::Session { group, call, session, reply } => {
+            Cmd::Session {
+                group,
+                call,
+                session,
+                reply,
+            } => {
                 let _ = reply.send(core.session_config(&group, &call, &session));
             }
             Cmd::Sessions { group, call, reply } => {
@@ -142,10 +216,18 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-fn flush(core: &mut Control, conns: &HashMap<String, mpsc::Sender<Vec<u8>>>, media: &mut dyn MediaPlane) {
+fn flush(
+    core: &mut Control,
+    conns: &HashMap<String, mpsc::Sender<Vec<u8>>>,
+    media: &mut dyn MediaPlane,
+) {
     while let Some(out) = core.poll_output() {
         match out {
-            Output::Send { conn_id, frame, kind } => {
+            Output::Send {
+                conn_id,
+                frame,
+                kind,
+            } => {
                 let Some(tx) = conns.get(&conn_id) else {
                     tracing::warn!(conn_id, kind, "failed to get conn for sending");
                     continue;
@@ -153,9 +235,15 @@ fn flush(core: &mut Control, conns: &HashMap<String, mpsc::Sender<Vec<u8>>>, med
                 match tx.try_send(frame) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::error!(conn_id, kind, "connection send queue is full: message dropped")
+                        tracing::error!(
+                            conn_id,
+                            kind,
+                            "connection send queue is full: message dropped"
+                        )
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => tracing::debug!(conn_id, kind, "connection closed"),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::debug!(conn_id, kind, "connection closed")
+                    }
                 }
             }
             Output::Media(cmd) => media.command(cmd),

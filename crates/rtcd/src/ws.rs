@@ -6,12 +6,12 @@
 //! - The reader enforces the 20 s read deadline, extended only by pongs (as rtcd), hands binary
 //!   frames to the control task and ignores text frames.
 
-use crate::service::{ControlHandle, CONN_QUEUE};
+use crate::service::{CONN_QUEUE, ControlHandle};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
+use tokio::time::{Instant, timeout};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 pub const READ_DEADLINE: Duration = Duration::from_secs(20);
@@ -57,7 +57,11 @@ pub async fn serve(socket: WebSocket, conn_id: String, client_id: String, contro
         };
         match next {
             Err(_) => {
-                tracing::warn!(conn_id, client_id, "read deadline exceeded (no pong): dropping connection");
+                tracing::warn!(
+                    conn_id,
+                    client_id,
+                    "read deadline exceeded (no pong): dropping connection"
+                );
                 break;
             }
             Ok(None) => break,

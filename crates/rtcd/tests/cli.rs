@@ -17,10 +17,22 @@ fn rtcd(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::proc
 fn invalid_values_fail_with_one_clear_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("RTCD_RTC_ICEPORTUDP", "70")], "rtc.ice_port_udp (env RTCD_RTC_ICEPORTUDP): 70 is not in allowed range [80, 49151]"),
-        (&[("RTCD_API_SECURITY_ENABLEADMIN", "true")], "api.security.admin_secret_key (env RTCD_API_SECURITY_ADMINSECRETKEY)"),
-        (&[("RTCD_LOGGER_CONSOLELEVEL", "chatty")], "logger.console_level (env RTCD_LOGGER_CONSOLELEVEL): invalid level \"chatty\""),
-        (&[("RTCD_RTC_NACKBUFFERSIZE", "33")], "rtc.nack_buffer_size (env RTCD_RTC_NACKBUFFERSIZE)"),
+        (
+            &[("RTCD_RTC_ICEPORTUDP", "70")],
+            "rtc.ice_port_udp (env RTCD_RTC_ICEPORTUDP): 70 is not in allowed range [80, 49151]",
+        ),
+        (
+            &[("RTCD_API_SECURITY_ENABLEADMIN", "true")],
+            "api.security.admin_secret_key (env RTCD_API_SECURITY_ADMINSECRETKEY)",
+        ),
+        (
+            &[("RTCD_LOGGER_CONSOLELEVEL", "chatty")],
+            "logger.console_level (env RTCD_LOGGER_CONSOLELEVEL): invalid level \"chatty\"",
+        ),
+        (
+            &[("RTCD_RTC_NACKBUFFERSIZE", "33")],
+            "rtc.nack_buffer_size (env RTCD_RTC_NACKBUFFERSIZE)",
+        ),
     ];
     for (env, want) in cases {
         let out = rtcd(dir.path(), &[], env);
@@ -30,11 +42,18 @@ fn invalid_values_fail_with_one_clear_line_and_exit_1() {
         assert!(err.starts_with("rtcd: invalid configuration: "), "{err}");
         assert!(err.contains(want), "{err}");
     }
-    std::fs::write(dir.path().join("bad.toml"), "[rtc]\nice_port_tcp = \"high\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[rtc]\nice_port_tcp = \"high\"\n",
+    )
+    .unwrap();
     let out = rtcd(dir.path(), &["-config", "bad.toml"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("rtc.ice_port_tcp (env RTCD_RTC_ICEPORTTCP): invalid type"), "{err}");
+    assert!(
+        err.contains("rtc.ice_port_tcp (env RTCD_RTC_ICEPORTTCP): invalid type"),
+        "{err}"
+    );
     // Unknown arguments are a usage error, not a panic.
     assert_eq!(rtcd(dir.path(), &["--bogus"], &[]).status.code(), Some(2));
     assert_eq!(rtcd(dir.path(), &["-config"], &[]).status.code(), Some(2));
@@ -54,12 +73,19 @@ async fn go_style_config_flag_file_and_env_override() {
         ),
     )
     .unwrap();
-    for flag in [vec!["-config".to_string(), cfg.display().to_string()], vec![format!("--config={}", cfg.display())]] {
+    for flag in [
+        vec!["-config".to_string(), cfg.display().to_string()],
+        vec![format!("--config={}", cfg.display())],
+    ] {
         // start_with sets the listen address through the environment, which must win over the file.
         let r = common_start_with_args(dir.path(), &flag);
         let res = reqwest::Client::new()
             .post(r.url("/register"))
-            .body(format!(r#"{{"clientID":"x{}","authKey":"{}"}}"#, flag.len(), common::KEY))
+            .body(format!(
+                r#"{{"clientID":"x{}","authKey":"{}"}}"#,
+                flag.len(),
+                common::KEY
+            ))
             .send()
             .await
             .unwrap();

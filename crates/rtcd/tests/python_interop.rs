@@ -10,17 +10,32 @@ fn python() -> PathBuf {
         return p.into();
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(p.exists(), "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
+        p.display()
+    );
     p
 }
 
 #[test]
 fn python_websockets_msgpack_client_completes_the_plugin_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let r = common::start(dir.path(), &[("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")]);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/plugin_flow.py");
-    let out = Command::new(python()).arg(script).arg(r.url("")).output().expect("run python");
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let r = common::start(
+        dir.path(),
+        &[("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")],
+    );
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/plugin_flow.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(r.url(""))
+        .output()
+        .expect("run python");
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert!(out.status.success(), "python client failed:\n{so}\n{se}");
     assert!(so.contains("plugin flow ok"), "{so}");
 }

@@ -15,16 +15,23 @@ fn join(call: &str, sid: &str) -> ClientMessage {
 }
 
 fn leave(sid: &str) -> ClientMessage {
-    ClientMessage::Leave { session_id: sid.into() }
+    ClientMessage::Leave {
+        session_id: sid.into(),
+    }
 }
 
 fn close(sid: &str) -> ClientMessage {
-    ClientMessage::Close { session_id: sid.into() }
+    ClientMessage::Close {
+        session_id: sid.into(),
+    }
 }
 
 fn offer(sid: &str) -> ClientMessage {
     let sdp = br#"{"type":"offer","sdp":"v=0\r\n"}"#.to_vec();
-    ClientMessage::Rtc(RtcMessage { session_id: sid.into(), ..RtcMessage::new(RtcMessageType::Sdp, sdp) })
+    ClientMessage::Rtc(RtcMessage {
+        session_id: sid.into(),
+        ..RtcMessage::new(RtcMessageType::Sdp, sdp)
+    })
 }
 
 async fn setup(env: &[(&str, &str)]) -> (tempfile::TempDir, Rtcd) {
@@ -41,7 +48,11 @@ async fn hello_join_sessions_leave_close() {
     let (client_id, conn_id) = hello(&mut ws).await;
     assert_eq!(client_id, "clientA");
     assert_eq!(conn_id.len(), 26);
-    assert_eq!(r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}").await, 1.0);
+    assert_eq!(
+        r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}")
+            .await,
+        1.0
+    );
 
     send(&mut ws, &join("call1", "s1")).await;
     send(&mut ws, &offer("s1")).await; // keeps the session past the first-offer deadline
@@ -49,30 +60,66 @@ async fn hello_join_sessions_leave_close() {
     send(&mut ws, &offer("s2")).await;
     let auth = basic("clientA", KEY);
     let c = reqwest::Client::new();
-    let body = c.get(r.url("/calls/call1/sessions/s1")).header("Authorization", &auth).send().await.unwrap().text().await.unwrap();
+    let body = c
+        .get(r.url("/calls/call1/sessions/s1"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
         body,
         "{\"GroupID\":\"clientA\",\"CallID\":\"call1\",\"UserID\":\"user1\",\"SessionID\":\"s1\",\
          \"Props\":{\"av1Support\":false,\"channelID\":\"chan1\",\"dcSignaling\":true}}\n"
     );
-    let list: serde_json::Value =
-        c.get(r.url("/calls/call1/sessions")).header("Authorization", &auth).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = c
+        .get(r.url("/calls/call1/sessions"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2);
-    assert_eq!(r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}").await, 2.0);
+    assert_eq!(
+        r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}")
+            .await,
+        2.0
+    );
 
     send(&mut ws, &leave("s1")).await;
     assert_eq!(recv(&mut ws, T).await, close("s1"));
     send(&mut ws, &leave("s1")).await; // idempotent: no second close
     send(&mut ws, &leave("s2")).await;
     assert_eq!(recv(&mut ws, T).await, close("s2"));
-    let st = c.get(r.url("/calls/call1/sessions")).header("Authorization", &auth).send().await.unwrap();
+    let st = c
+        .get(r.url("/calls/call1/sessions"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(st.status(), 404, "an ended call answers 404");
-    assert_eq!(r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}").await, 0.0);
-    assert!(r.metric("rtcd_ws_messages_total{clientID=\"clientA\",type=\"join\",direction=\"in\"}").await >= 2.0);
+    assert_eq!(
+        r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}")
+            .await,
+        0.0
+    );
+    assert!(
+        r.metric("rtcd_ws_messages_total{clientID=\"clientA\",type=\"join\",direction=\"in\"}")
+            .await
+            >= 2.0
+    );
     expect_silence(&mut ws, Duration::from_millis(300)).await;
     drop(ws);
     r.wait_log("mattermost client disconnected", T).await;
-    assert_eq!(r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}").await, 0.0);
+    assert_eq!(
+        r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}")
+            .await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -84,8 +131,15 @@ async fn session_without_offer_is_closed_after_ten_seconds() {
     send(&mut ws, &join("call1", "quiet")).await;
     assert_eq!(recv(&mut ws, Duration::from_secs(15)).await, close("quiet"));
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_millis(9900) && waited < Duration::from_secs(12), "closed after {waited:?}");
-    assert!(r.metric("rtcd_rtc_errors_total{groupID=\"clientA\",type=\"signaling\"}").await >= 1.0);
+    assert!(
+        waited >= Duration::from_millis(9900) && waited < Duration::from_secs(12),
+        "closed after {waited:?}"
+    );
+    assert!(
+        r.metric("rtcd_rtc_errors_total{groupID=\"clientA\",type=\"signaling\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -111,8 +165,20 @@ async fn sessions_survive_disconnect_and_reconnect_reroutes() {
     hello(&mut b).await;
     let mut c = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
     hello(&mut c).await;
-    send(&mut b, &ClientMessage::Reconnect { session_id: "s1".into() }).await;
-    send(&mut c, &ClientMessage::Reconnect { session_id: "s2".into() }).await;
+    send(
+        &mut b,
+        &ClientMessage::Reconnect {
+            session_id: "s1".into(),
+        },
+    )
+    .await;
+    send(
+        &mut c,
+        &ClientMessage::Reconnect {
+            session_id: "s2".into(),
+        },
+    )
+    .await;
     // The session's output now goes to the reconnected connection: its `close` included, since
     // the joining connection is gone.
     send(&mut c, &leave("s1")).await;
@@ -138,7 +204,11 @@ async fn bad_frames_are_dropped_and_the_connection_lives_on() {
         b"\xa4join\x81\xa6callID\xa1c".to_vec(),
         b"\xa3rtc\x81\xa4type\xa1x".to_vec(),
         b"\xa7unknown\xc0".to_vec(),
-        ClientMessage::Rtc(RtcMessage { session_id: "ghost".into(), ..RtcMessage::new(RtcMessageType::Mute, vec![]) }).encode(),
+        ClientMessage::Rtc(RtcMessage {
+            session_id: "ghost".into(),
+            ..RtcMessage::new(RtcMessageType::Mute, vec![])
+        })
+        .encode(),
     ];
     for g in garbage {
         ws.send(Message::Binary(g.into())).await.unwrap();
@@ -150,8 +220,16 @@ async fn bad_frames_are_dropped_and_the_connection_lives_on() {
     send(&mut ws, &join("call2", "dup")).await;
     r.wait_log("already exists", T).await;
     r.wait_log("unexpected text message", T).await;
-    assert_eq!(r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}").await, 1.0);
-    assert_eq!(r.metric("rtcd_ws_messages_total{clientID=\"clientA\",type=\"unknown\",direction=\"in\"}").await, 1.0);
+    assert_eq!(
+        r.metric("rtcd_rtc_sessions_total{groupID=\"clientA\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        r.metric("rtcd_ws_messages_total{clientID=\"clientA\",type=\"unknown\",direction=\"in\"}")
+            .await,
+        1.0
+    );
     // Still alive and serving.
     send(&mut ws, &leave("dup")).await;
     assert_eq!(recv(&mut ws, T).await, close("dup"));
@@ -159,7 +237,11 @@ async fn bad_frames_are_dropped_and_the_connection_lives_on() {
     // An oversized frame ends only that connection.
     let mut other = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
     hello(&mut other).await;
-    let _ = ws.send(Message::Binary(vec![0u8; calls_proto::MAX_WS_MESSAGE_BYTES + 1].into())).await;
+    let _ = ws
+        .send(Message::Binary(
+            vec![0u8; calls_proto::MAX_WS_MESSAGE_BYTES + 1].into(),
+        ))
+        .await;
     let end = tokio::time::timeout(T, async {
         loop {
             match ws.next().await {
@@ -189,11 +271,20 @@ async fn silent_peer_is_dropped_by_the_read_deadline() {
         expect_silence(&mut live, Duration::from_secs(23)).await;
         live
     });
-    r.wait_log("read deadline exceeded (no pong)", Duration::from_secs(30)).await;
+    r.wait_log("read deadline exceeded (no pong)", Duration::from_secs(30))
+        .await;
     let waited = t0.elapsed();
-    assert!(waited >= Duration::from_secs(19) && waited < Duration::from_secs(23), "dropped after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(19) && waited < Duration::from_secs(23),
+        "dropped after {waited:?}"
+    );
     let mut live = reader.await.unwrap();
-    assert_eq!(r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}").await, 1.0, "the ponging peer stays");
+    assert_eq!(
+        r.metric("rtcd_ws_connections_total{clientID=\"clientA\"}")
+            .await,
+        1.0,
+        "the ponging peer stays"
+    );
     send(&mut live, &join("call1", "x")).await;
     send(&mut live, &leave("x")).await;
     assert_eq!(recv(&mut live, T).await, close("x"));
@@ -222,8 +313,14 @@ async fn a_stalled_connection_does_not_delay_others() {
     let mark = r.log_mark();
     for i in 0..400 {
         let sid = format!("{big}{i}");
-        st_tx.send(Message::Binary(join("stall", &sid).encode().into())).await.unwrap();
-        st_tx.send(Message::Binary(leave(&sid).encode().into())).await.unwrap();
+        st_tx
+            .send(Message::Binary(join("stall", &sid).encode().into()))
+            .await
+            .unwrap();
+        st_tx
+            .send(Message::Binary(leave(&sid).encode().into()))
+            .await
+            .unwrap();
     }
     // Meanwhile another plugin connection gets prompt service.
     let mut other = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
@@ -234,10 +331,15 @@ async fn a_stalled_connection_does_not_delay_others() {
         send(&mut other, &join("call1", &sid)).await;
         send(&mut other, &leave(&sid)).await;
         assert_eq!(recv(&mut other, T).await, close(&sid));
-        assert!(t0.elapsed() < Duration::from_millis(500), "round trip took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "round trip took {:?}",
+            t0.elapsed()
+        );
     }
     // The staller is cut off by the 10 s write deadline, and nothing else is affected.
-    r.wait_log_from(mark, "write deadline exceeded", Duration::from_secs(30)).await;
+    r.wait_log_from(mark, "write deadline exceeded", Duration::from_secs(30))
+        .await;
     drop(st_rx);
     send(&mut other, &join("call1", "final")).await;
     send(&mut other, &leave("final")).await;

@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 pub const KEY: &str = "Ey4-H_BJA00_TVByPi8DozE12ekN3S7L";
 pub const ADMIN_SECRET: &str = "admin_secret_key";
 
 pub fn basic(id: &str, key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{key}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{key}"))
+    )
 }
 
 type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
@@ -54,7 +57,10 @@ pub fn start_with(dir: &Path, env: &[(&str, &str)], args: &[String]) -> Rtcd {
     }
     let mut child = cmd.spawn().expect("spawn rtcd");
     let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-    for pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+    for pipe in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
         let lines = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
@@ -68,10 +74,18 @@ pub fn start_with(dir: &Path, env: &[(&str, &str)], args: &[String]) -> Rtcd {
             }
         });
     }
-    let mut r = Rtcd { child, addr: String::new(), dir: dir.to_owned(), lines };
+    let mut r = Rtcd {
+        child,
+        addr: String::new(),
+        dir: dir.to_owned(),
+        lines,
+    };
     let line = wait_lines(&r.lines, 0, "api server listening", Duration::from_secs(30));
     let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-    r.addr = v["fields"]["address"].as_str().expect("address field").to_owned();
+    r.addr = v["fields"]["address"]
+        .as_str()
+        .expect("address field")
+        .to_owned();
     r
 }
 
@@ -98,19 +112,28 @@ impl Rtcd {
     /// [`Rtcd::log_mark`]), without blocking the test's async runtime.
     pub async fn wait_log_from(&self, from: usize, needle: &str, timeout: Duration) -> String {
         let (lines, needle) = (self.lines.clone(), needle.to_owned());
-        match tokio::task::spawn_blocking(move || wait_lines(&lines, from, &needle, timeout)).await {
+        match tokio::task::spawn_blocking(move || wait_lines(&lines, from, &needle, timeout)).await
+        {
             Ok(l) => l,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
     pub fn log_contains(&self, needle: &str) -> bool {
-        self.lines.0.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
     }
 
     /// SIGTERM, then waits for exit; returns the exit status code.
     pub fn stop(mut self) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -129,9 +152,18 @@ impl Rtcd {
 
     /// The value of a metric series from `/metrics` (0 if absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 }
@@ -146,7 +178,10 @@ fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> St
         }
         let now = Instant::now();
         if now >= deadline {
-            panic!("no log line containing {needle:?} within {timeout:?}; log:\n{}", g.join("\n"));
+            panic!(
+                "no log line containing {needle:?} within {timeout:?}; log:\n{}",
+                g.join("\n")
+            );
         }
         g = cv.wait_timeout(g, deadline - now).unwrap().0;
     }
@@ -159,14 +194,19 @@ impl Drop for Rtcd {
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to `/ws` with an Authorization header, as the plugin does.
 pub async fn ws_connect(r: &Rtcd, auth: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{}/ws", r.addr).into_client_request().unwrap();
-    req.headers_mut().insert("Authorization", auth.parse().unwrap());
-    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(64 << 20));
-    tokio_tungstenite::connect_async_with_config(req, Some(cfg), false).await.map(|(ws, _)| ws)
+    req.headers_mut()
+        .insert("Authorization", auth.parse().unwrap());
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20));
+    tokio_tungstenite::connect_async_with_config(req, Some(cfg), false)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 /// Next binary frame decoded (skipping control frames), or panics after `timeout`.
@@ -192,7 +232,9 @@ pub async fn expect_silence(ws: &mut Ws, window: Duration) {
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return,
-            Ok(Some(Ok(Message::Binary(b)))) => panic!("unexpected frame: {:?}", ClientMessage::decode(&b)),
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                panic!("unexpected frame: {:?}", ClientMessage::decode(&b))
+            }
             Ok(Some(Ok(_))) => continue,
             Ok(other) => panic!("connection ended: {other:?}"),
         }

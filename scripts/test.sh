@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what the tests need first, idempotently:
+# Debian packages (only if missing), a Python virtualenv with the third-party test clients.
+# Usage: scripts/test.sh [extra cargo-nextest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+need_pkgs=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+# Build and test prerequisites: a C toolchain for -sys crates, pkg-config, Python venv support.
+for p in build-essential pkg-config ca-certificates python3 python3-venv; do
+  have "$p" || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+log "python test clients (.venv)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+export CALLS_TEST_PYTHON="$PWD/.venv/bin/python"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "cargo nextest run --workspace"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
