@@ -28,6 +28,8 @@ pub struct AppState {
     /// `/system` cpu_load as f64 bits, updated every second.
     pub cpu_load: AtomicU64,
     pub metrics: calls_core::metrics::Registry,
+    /// Every WebSocket connection task, so shutdown can let them flush their last frames.
+    pub ws_tasks: tokio_util::task::TaskTracker,
 }
 
 type St = State<Arc<AppState>>;
@@ -272,10 +274,13 @@ async fn ws(
     let client_id = who.client_id().to_owned();
     let conn_id = calls_core::ids::new_id();
     let control = s.control.clone();
+    let tasks = s.ws_tasks.clone();
     upgrade
         .max_message_size(calls_proto::MAX_WS_MESSAGE_BYTES)
         .max_frame_size(calls_proto::MAX_WS_MESSAGE_BYTES)
         .on_failed_upgrade(|e| tracing::warn!(error = %e, "ws: failed to upgrade connection"))
-        .on_upgrade(move |socket| crate::ws::serve(socket, conn_id, client_id, control))
+        .on_upgrade(move |socket| {
+            tasks.track_future(crate::ws::serve(socket, conn_id, client_id, control))
+        })
         .into_response()
 }

@@ -56,12 +56,14 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
     };
 
     let control = service::spawn(Box::new(service::NoMediaPlane));
+    let ws_tasks = tokio_util::task::TaskTracker::new();
     let state = Arc::new(api::AppState {
         auth,
         control: control.clone(),
         version,
         cpu_load: AtomicU64::new(0),
         metrics,
+        ws_tasks: ws_tasks.clone(),
     });
     tokio::spawn(sample_cpu_load(state.clone()));
 
@@ -82,7 +84,16 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
 
     shutdown_signal().await;
     tracing::info!("rtcd: shutting down");
+    // Close every session first, so the plugin gets a `close` for each; then let the connection
+    // tasks write what they have queued (they end once the control task drops their queues).
     control.shutdown().await;
+    ws_tasks.close();
+    if tokio::time::timeout(calls_core::http::SHUTDOWN_GRACE, ws_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some plugin connections did not finish writing within the grace period");
+    }
     let _ = stop_tx.send(());
     match server.await {
         Ok(Ok(())) => Ok(()),

@@ -470,3 +470,57 @@ async fn registrations_survive_restart_and_kill_9_mid_write() {
     let mut ws = ws_connect(&r, &basic("persist", KEY)).await.unwrap();
     hello(&mut ws).await;
 }
+
+#[tokio::test]
+async fn tls_listener_with_p256_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let r = start(
+        dir.path(),
+        &[
+            ("RTCD_API_HTTP_TLS_ENABLE", "true"),
+            ("RTCD_API_HTTP_TLS_CERTFILE", cert_path.to_str().unwrap()),
+            ("RTCD_API_HTTP_TLS_CERTKEY", key_path.to_str().unwrap()),
+        ],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(&r.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let group = tls
+        .get_ref()
+        .1
+        .negotiated_key_exchange_group()
+        .map(|g| g.name());
+    assert_eq!(
+        group,
+        Some(rustls::NamedGroup::secp256r1),
+        "the server offers P-256 only"
+    );
+    tls.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tls.read_to_string(&mut resp).await.unwrap_or_default();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"buildVersion\":\"v1.2.6\""), "{resp}");
+    // Plain HTTP on the TLS port does not get an answer from the API.
+    assert!(
+        reqwest::get(r.url("/version"))
+            .await
+            .map(|x| x.status() != 200)
+            .unwrap_or(true)
+    );
+}

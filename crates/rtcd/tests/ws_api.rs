@@ -345,3 +345,45 @@ async fn a_stalled_connection_does_not_delay_others() {
     send(&mut other, &leave("final")).await;
     assert_eq!(recv(&mut other, T).await, close("final"));
 }
+
+#[tokio::test]
+async fn sigterm_closes_every_session_and_tells_the_plugin() {
+    let (_d, r) = setup(&[]).await;
+    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
+    hello(&mut ws).await;
+    for sid in ["t1", "t2"] {
+        send(&mut ws, &join("call1", sid)).await;
+        send(&mut ws, &offer(sid)).await;
+    }
+    let mark = r.log_mark();
+    r.wait_log_from(mark, "\"session_id\":\"t2\"", T).await;
+    r.terminate();
+    let mut closed = vec![recv(&mut ws, T).await, recv(&mut ws, T).await];
+    closed.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(closed, vec![close("t1"), close("t2")]);
+    assert_eq!(r.stop(), Some(0));
+}
+
+#[tokio::test]
+async fn foreign_origin_is_refused_like_gorilla() {
+    let (_d, r) = setup(&[]).await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/ws", r.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", basic("clientA", KEY).parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
+    let mut req = format!("ws://{}/ws", r.addr).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", basic("clientA", KEY).parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", format!("http://{}", r.addr).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("same-origin upgrade");
+    hello(&mut ws).await;
+}

@@ -128,12 +128,17 @@ impl Rtcd {
             .any(|l| l.contains(needle))
     }
 
-    /// SIGTERM, then waits for exit; returns the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// SIGTERM, then waits for exit; returns the exit status code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.terminate();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
