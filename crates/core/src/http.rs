@@ -62,6 +62,12 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, String> {
     })
 }
 
+/// Reads a bounded body and decodes it as [`decode_string_map`] does; the error text is what the
+/// Go services put in their 400 answers.
+pub async fn string_map_body(body: Body, limit: usize) -> Result<HashMap<String, String>, String> {
+    decode_string_map(&read_body(body, limit).await?)
+}
+
 /// Decodes a body the way Go decodes into `map[string]string` with `json.Decoder.Decode`: the
 /// first JSON value must be an object of strings (a `null` member is the empty string, a `null`
 /// body an empty map), and anything after that first value is ignored. Errors use Go's wording
@@ -228,25 +234,26 @@ pub async fn serve(
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(READ_HEADER_TIMEOUT);
+            limit_header_time(server.http_builder());
             server.serve(app).await
         }
         Some(cfg) => {
             let rustls_cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
             let mut server =
                 axum_server::tls_rustls::from_tcp_rustls(listener, rustls_cfg)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(READ_HEADER_TIMEOUT);
+            limit_header_time(server.http_builder());
             server.serve(app).await
         }
     }
+}
+
+/// Go's `ReadHeaderTimeout`: a client that trickles its headers is cut off.
+fn limit_header_time(
+    b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(READ_HEADER_TIMEOUT);
 }
 
 #[cfg(test)]

@@ -117,24 +117,34 @@ pub struct LogGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// One output: JSON or plain lines at `level`, to `writer`.
+fn output<W>(writer: W, json: bool, ansi: bool, level: LevelFilter) -> BoxedLayer
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = fmt::layer()
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(ansi && !json);
+    if json {
+        layer
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(targets(level))
+            .boxed()
+    } else {
+        layer.with_filter(targets(level)).boxed()
+    }
+}
+
 /// Installs the global subscriber. Fails (without panicking) if the log file cannot be opened.
 pub fn init(cfg: &LoggerConfig) -> Result<LogGuard, String> {
     let console = cfg.enable_console.then(|| {
         let level = parse_level(&cfg.console_level).unwrap_or(LevelFilter::INFO);
-        let layer = fmt::layer().with_writer(std::io::stdout).with_target(false);
-        if cfg.console_json {
-            layer
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_filter(targets(level))
-                .boxed()
-        } else {
-            layer
-                .with_ansi(cfg.enable_color)
-                .with_filter(targets(level))
-                .boxed()
-        }
+        output(std::io::stdout, cfg.console_json, cfg.enable_color, level)
     });
 
     let mut guard = None;
@@ -169,27 +179,15 @@ pub fn init(cfg: &LoggerConfig) -> Result<LogGuard, String> {
             .finish(rotating);
         guard = Some(g);
         let level = parse_level(&cfg.file_level).unwrap_or(LevelFilter::DEBUG);
-        let layer = fmt::layer()
-            .with_writer(writer)
-            .with_ansi(false)
-            .with_target(false);
-        Some(if cfg.file_json {
-            layer
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_filter(targets(level))
-                .boxed()
-        } else {
-            layer.with_filter(targets(level)).boxed()
-        })
+        Some(output(writer, cfg.file_json, false, level))
     } else {
         None
     };
 
+    // Both outputs layer over the same registry, as a list.
+    let layers: Vec<BoxedLayer> = console.into_iter().chain(file).collect();
     tracing_subscriber::registry()
-        .with(console)
-        .with(file)
+        .with(layers)
         .try_init()
         .map_err(|e| format!("failed to install logger: {e}"))?;
     Ok(LogGuard { _file: guard })

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use calls_core::auth::{AuthService, BasicPolicy, Identity};
-use calls_core::http::{self as h, decode_string_map, read_body, status_json};
+use calls_core::http::{self as h, status_json, string_map_body};
 use calls_proto::json::{self, SystemInfo, VersionInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,10 +91,7 @@ async fn register(State(s): St, method: Method, headers: HeaderMap, body: Body) 
     {
         return status_json(e.status, Some(&e.message), &[]);
     }
-    let req = match read_body(body, MAX_BODY)
-        .await
-        .and_then(|b| decode_string_map(&b))
-    {
+    let req = match string_map_body(body, MAX_BODY).await {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };
@@ -133,10 +130,7 @@ async fn unregister(
         Ok(who) => who,
         Err(e) => return status_json(e.status, Some(&e.message), &[]),
     };
-    let req = match read_body(body, MAX_BODY)
-        .await
-        .and_then(|b| decode_string_map(&b))
-    {
+    let req = match string_map_body(body, MAX_BODY).await {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };
@@ -162,10 +156,7 @@ async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
     if method != Method::POST {
         return h::not_found();
     }
-    let req = match read_body(body, MAX_BODY)
-        .await
-        .and_then(|b| decode_string_map(&b))
-    {
+    let req = match string_map_body(body, MAX_BODY).await {
         Ok(m) => m,
         Err(e) => return status_json(400, Some(&e), &[]),
     };

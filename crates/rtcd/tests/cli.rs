@@ -98,3 +98,67 @@ async fn go_style_config_flag_file_and_env_override() {
 fn common_start_with_args(dir: &std::path::Path, args: &[String]) -> common::Rtcd {
     common::start_with(dir, &[("RTCD_API_SECURITY_ENABLEADMIN", "false")], args)
 }
+
+#[tokio::test]
+async fn file_logging_writes_json_lines_with_session_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/rtcd.log");
+    let r = common::start(
+        dir.path(),
+        &[
+            ("RTCD_LOGGER_ENABLEFILE", "true"),
+            ("RTCD_LOGGER_FILELOCATION", log.to_str().unwrap()),
+            ("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true"),
+        ],
+    );
+    assert!(
+        common::ws_connect(&r, &common::basic("filelog", common::KEY))
+            .await
+            .is_err(),
+        "not registered yet"
+    );
+    assert_eq!(
+        common::register(&r, "filelog", common::KEY).await.status(),
+        201
+    );
+    let mut ws = common::ws_connect(&r, &common::basic("filelog", common::KEY))
+        .await
+        .unwrap();
+    common::hello(&mut ws).await;
+    let join = calls_proto::ClientMessage::Join(calls_proto::JoinData::new(
+        "callF", "u", "sessF", "ch", false, false,
+    ));
+    common::send(&mut ws, &join).await;
+    // The file is written by a background thread: poll it until the session line shows up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("session joined")) {
+            break l.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session line in {}:\n{text}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON file lines");
+    assert_eq!(v["fields"]["call_id"], "callF");
+    assert_eq!(v["fields"]["session_id"], "sessF");
+    assert_eq!(v["level"], "INFO");
+}
+
+#[test]
+fn unwritable_log_file_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let out = rtcd(
+        dir.path(),
+        &[],
+        &[("RTCD_LOGGER_FILELOCATION", "file/sub/rtcd.log")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot create log directory"), "{err}");
+}
