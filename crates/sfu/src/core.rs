@@ -1,0 +1,854 @@
+//! The sans-IO SFU core: calls, sessions and the tracks forwarded between them.
+//!
+//! One [`str0m::Rtc`] per session does ICE (lite), DTLS, SRTP and SCTP. This module owns them all:
+//! it routes datagrams to the right peer (by STUN ufrag, then by remote address), answers the
+//! client's offers, runs the `calls-dc` data-channel protocol, makes the server's own offers when
+//! tracks come and go, and forwards RTP from each publisher to every other session of its call.
+//! It takes inputs with the current time and queues [`SfuOutput`]s; it has no sockets and reads
+//! no clock.
+//!
+//! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
+//! the controlling agent. As a lite agent it never sends connectivity checks, so it cannot meet
+//! the role conflicts that full ICE must resolve (spec pitfall 1), and a peer's address is
+//! learned from the checks the client sends (peer-reflexive), which is all rtcd relies on as well.
+
+use calls_proto::dc::{DcMessage, TrackInfo};
+use calls_proto::json::SessionConfig;
+use calls_proto::{RtcMessage, RtcMessageType};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// How long a peer may stay ICE-disconnected before its session ends (pion's failed timeout).
+pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Where the SFU can be reached, as advertised in candidates.
+#[derive(Debug, Clone, Default)]
+pub struct SfuConfig {
+    pub udp_candidates: Vec<SocketAddr>,
+    pub tcp_candidates: Vec<SocketAddr>,
+}
+
+/// What the I/O shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SfuOutput {
+    /// Send a datagram (UDP) or an RFC 4571 frame (TCP).
+    Transmit {
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
+    /// An `rtc` message for the plugin (SDP or ICE), addressed by `session_id`.
+    Signal(RtcMessage),
+    /// Voice activity changed for a session.
+    Vad { session_id: String, on: bool },
+    /// The session's connection failed; the control plane closes it.
+    SessionEnded { session_id: String, reason: String },
+}
+
+type PeerId = u64;
+
+/// A publisher's incoming track.
+#[derive(Debug, Clone)]
+struct TrackIn {
+    mid: Mid,
+    kind: MediaKind,
+    /// `"<type>_<publisher session>_<8 chars>"`: clients parse type and sender from it.
+    track_id: String,
+    track_type: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TrackKey {
+    publisher: PeerId,
+    mid: Mid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutState {
+    Negotiating,
+    Open,
+}
+
+#[derive(Debug, Clone)]
+struct TrackOut {
+    key: TrackKey,
+    mid: Mid,
+    track_type: &'static str,
+    state: OutState,
+}
+
+struct Peer {
+    cfg: SessionConfig,
+    call: (String, String),
+    rtc: Rtc,
+    ufrag: String,
+    dc: Option<ChannelId>,
+    dc_signaling: bool,
+    /// The data channel opened and the call's existing tracks were queued for this session.
+    tracks_ready: bool,
+    /// The server's offer awaiting an answer.
+    pending: Option<SdpPendingOffer>,
+    /// Tracks to add to this receiver at the next server offer.
+    to_add: BTreeSet<TrackKey>,
+    out: Vec<TrackOut>,
+    tracks_in: Vec<TrackIn>,
+    /// The client holds the renegotiation lock (DC `Lock`); server offers wait.
+    client_lock: bool,
+    muted: bool,
+    disconnected_since: Option<Instant>,
+    next_timeout: Option<Instant>,
+    addrs: Vec<(Protocol, SocketAddr)>,
+}
+
+impl Peer {
+    fn session_id(&self) -> &str {
+        &self.cfg.session_id
+    }
+
+    fn opus_pt(&self) -> Option<str0m::format::PayloadParams> {
+        self.rtc
+            .codec_config()
+            .iter()
+            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
+            .cloned()
+    }
+}
+
+/// Packets collected while draining a publisher, forwarded once the publisher is released.
+struct Forward {
+    from: PeerId,
+    mid: Mid,
+    pkt: str0m::rtp::RtpPacket,
+}
+
+#[derive(Default)]
+pub struct Sfu {
+    cfg: SfuConfig,
+    next_id: PeerId,
+    peers: HashMap<PeerId, Peer>,
+    by_session: HashMap<String, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
+    calls: HashMap<(String, String), Vec<PeerId>>,
+    timers: BTreeSet<(Instant, PeerId)>,
+    out: VecDeque<SfuOutput>,
+    forwards: Vec<Forward>,
+}
+
+fn random_string(len: usize) -> String {
+    const ALPHA: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).unwrap_or_default();
+    bytes
+        .iter()
+        .map(|b| ALPHA[*b as usize % ALPHA.len()] as char)
+        .collect()
+}
+
+fn sdp_json(kind: &str, sdp: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "type": kind, "sdp": sdp })).unwrap_or_default()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
+}
+
+/// Inflates an SDP from the data channel, refusing more than 1 MiB of output.
+fn unzlib(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(1 << 20)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("failed to inflate sdp: {e}"))?;
+    Ok(out)
+}
+
+impl Sfu {
+    pub fn new(cfg: SfuConfig) -> Self {
+        Self {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.out.pop_front()
+    }
+
+    /// The earliest time [`Sfu::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Creates the session's peer connection and waits for its first offer.
+    pub fn init_session(&mut self, cfg: SessionConfig, now: Instant) -> Result<(), String> {
+        if self.by_session.contains_key(&cfg.session_id) {
+            return Err(format!("session {} already exists", cfg.session_id));
+        }
+        let ufrag = random_string(16);
+        let creds = str0m::IceCreds {
+            ufrag: ufrag.clone(),
+            pass: random_string(32),
+        };
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_av1(true)
+            .build(now);
+        for a in &self.cfg.udp_candidates {
+            if let Ok(c) = Candidate::host(*a, "udp") {
+                let _ = rtc.add_local_candidate(c);
+            }
+        }
+        for a in &self.cfg.tcp_candidates {
+            if let Ok(c) = Candidate::builder()
+                .tcp()
+                .host(*a)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+            {
+                let _ = rtc.add_local_candidate(c);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let dc_signaling = cfg
+            .props
+            .as_ref()
+            .and_then(|p| p.get("dcSignaling"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let call = (cfg.group_id.clone(), cfg.call_id.clone());
+        self.by_session.insert(cfg.session_id.clone(), id);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.calls.entry(call.clone()).or_default().push(id);
+        self.peers.insert(
+            id,
+            Peer {
+                cfg,
+                call,
+                rtc,
+                ufrag,
+                dc: None,
+                dc_signaling,
+                tracks_ready: false,
+                pending: None,
+                to_add: BTreeSet::new(),
+                out: Vec::new(),
+                tracks_in: Vec::new(),
+                client_lock: false,
+                muted: true,
+                disconnected_since: None,
+                next_timeout: None,
+                addrs: Vec::new(),
+            },
+        );
+        self.drive(id, now);
+        Ok(())
+    }
+
+    /// Releases everything the session holds. Idempotent.
+    pub fn close_session(&mut self, session_id: &str, now: Instant) {
+        let Some(id) = self.by_session.remove(session_id) else {
+            return;
+        };
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        peer.rtc.disconnect();
+        self.by_ufrag.remove(&peer.ufrag);
+        for a in &peer.addrs {
+            self.by_addr.remove(a);
+        }
+        if let Some(t) = peer.next_timeout {
+            self.timers.remove(&(t, id));
+        }
+        if let Some(members) = self.calls.get_mut(&peer.call) {
+            members.retain(|p| *p != id);
+            if members.is_empty() {
+                self.calls.remove(&peer.call);
+            }
+        }
+        // Receivers stop getting its tracks. Audio senders are left negotiated and silent, as rtcd
+        // does (`ReplaceTrack(nil)` without renegotiation).
+        for other in self.peers.values_mut() {
+            other.out.retain(|t| t.key.publisher != id);
+            other.to_add.retain(|k| k.publisher != id);
+        }
+        let _ = now;
+    }
+
+    /// An `rtc` message from the plugin for a session.
+    pub fn handle_rtc(&mut self, msg: RtcMessage, now: Instant) -> Result<(), String> {
+        let id = *self
+            .by_session
+            .get(&msg.session_id)
+            .ok_or("session not found")?;
+        let kind = msg.kind().ok_or("unexpected message type")?;
+        let res = match kind {
+            RtcMessageType::Sdp => {
+                let v: serde_json::Value = serde_json::from_slice(&msg.data)
+                    .map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
+                let sdp = v
+                    .get("sdp")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                match v.get("type").and_then(|t| t.as_str()) {
+                    Some("offer") => self.on_offer(id, &sdp, false),
+                    Some("answer") => self.on_answer(id, &sdp),
+                    other => Err(format!("unexpected sdp type: {other:?}")),
+                }
+            }
+            RtcMessageType::Ice => {
+                let v: serde_json::Value = serde_json::from_slice(&msg.data)
+                    .map_err(|e| format!("failed to unmarshal ice: {e}"))?;
+                let cand = v
+                    .get("candidate")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default();
+                if !cand.is_empty() {
+                    let peer = self.peers.get_mut(&id).ok_or("session not found")?;
+                    match Candidate::from_sdp_string(cand) {
+                        Ok(c) => peer.rtc.add_remote_candidate(c),
+                        Err(e) => return Err(format!("invalid candidate: {e}")),
+                    }
+                }
+                Ok(())
+            }
+            RtcMessageType::Mute | RtcMessageType::Unmute => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.muted = kind == RtcMessageType::Mute;
+                    if p.muted {
+                        self.out.push_back(SfuOutput::Vad {
+                            session_id: msg.session_id.clone(),
+                            on: false,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        self.drive(id, now);
+        self.flush_forwards(now);
+        res
+    }
+
+    /// A datagram (or TCP frame) that arrived on one of the SFU's sockets.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let id = match self.by_addr.get(&(proto, source)) {
+            Some(id) => *id,
+            None => {
+                let Some(id) = crate::stun::local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .copied()
+                else {
+                    return; // unknown non-STUN traffic is dropped
+                };
+                self.by_addr.insert((proto, source), id);
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.addrs.push((proto, source));
+                }
+                id
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(session_id = peer.session_id(), error = %e, "dropping unusable datagram");
+        }
+        self.drive(id, now);
+        self.flush_forwards(now);
+    }
+
+    /// Runs every peer whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.next_timeout = None;
+                let _ = p.rtc.handle_input(Input::Timeout(now));
+                if let Some(since) = p.disconnected_since
+                    && (now.duration_since(since) >= DISCONNECTED_TIMEOUT || !p.rtc.is_alive())
+                {
+                    let sid = p.session_id().to_owned();
+                    self.out.push_back(SfuOutput::SessionEnded {
+                        session_id: sid.clone(),
+                        reason: "ice failed".into(),
+                    });
+                    self.close_session(&sid, now);
+                    continue;
+                }
+            }
+            self.drive(id, now);
+        }
+        self.flush_forwards(now);
+    }
+
+    fn on_offer(&mut self, id: PeerId, sdp: &str, via_dc: bool) -> Result<(), String> {
+        let peer = self.peers.get_mut(&id).ok_or("session not found")?;
+        // The server is the impolite peer: while its own offer is out, it ignores the client's.
+        if peer.pending.is_some() {
+            return Err("ignoring client offer: server offer in flight".into());
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("invalid offer: {e}"))?;
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| format!("failed to accept offer: {e}"))?;
+        let json = sdp_json("answer", &answer.to_sdp_string());
+        let first = peer.dc.is_none() && !via_dc;
+        if via_dc {
+            Self::dc_send(peer, &DcMessage::Sdp(zlib(&json)));
+        } else {
+            let sid = peer.session_id().to_owned();
+            self.signal(&sid, RtcMessageType::Sdp, json);
+        }
+        if first {
+            self.trickle_candidates(id);
+        }
+        Ok(())
+    }
+
+    fn on_answer(&mut self, id: PeerId, sdp: &str) -> Result<(), String> {
+        let peer = self.peers.get_mut(&id).ok_or("session not found")?;
+        let pending = peer
+            .pending
+            .take()
+            .ok_or("unexpected answer: no offer pending")?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("invalid answer: {e}"))?;
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| format!("failed to accept answer: {e}"))?;
+        for t in peer.out.iter_mut() {
+            t.state = OutState::Open;
+        }
+        self.negotiate(id);
+        Ok(())
+    }
+
+    /// Sends the host candidates as trickle ICE, as rtcd does after its first answer.
+    fn trickle_candidates(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let sid = peer.session_id().to_owned();
+        let cands: Vec<String> = self
+            .cfg
+            .udp_candidates
+            .iter()
+            .filter_map(|a| Candidate::host(*a, "udp").ok())
+            .chain(self.cfg.tcp_candidates.iter().filter_map(|a| {
+                Candidate::builder()
+                    .tcp()
+                    .host(*a)
+                    .tcptype(str0m::net::TcpType::Passive)
+                    .build()
+                    .ok()
+            }))
+            .map(|c| c.to_sdp_string())
+            .collect();
+        for c in cands {
+            let c = c.strip_prefix("a=").unwrap_or(&c).to_owned();
+            let body = serde_json::json!({
+                "candidate": { "candidate": c, "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": null },
+                "type": "candidate",
+            });
+            self.signal(
+                &sid,
+                RtcMessageType::Ice,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            );
+        }
+    }
+
+    fn signal(&mut self, session_id: &str, ty: RtcMessageType, data: Vec<u8>) {
+        self.out.push_back(SfuOutput::Signal(RtcMessage {
+            session_id: session_id.to_owned(),
+            ..RtcMessage::new(ty, data)
+        }));
+    }
+
+    fn dc_send(peer: &mut Peer, msg: &DcMessage) {
+        if let Some(mut ch) = peer.dc.and_then(|id| peer.rtc.channel(id))
+            && let Err(e) = ch.write(true, &msg.encode())
+        {
+            tracing::warn!(session_id = %peer.cfg.session_id, error = %e, "data channel write failed");
+        }
+    }
+
+    /// Makes one server offer for every queued track change, if the session is ready for it.
+    fn negotiate(&mut self, id: PeerId) {
+        let publishers: HashMap<TrackKey, (String, TrackIn)> = {
+            let Some(peer) = self.peers.get(&id) else {
+                return;
+            };
+            if peer.dc.is_none()
+                || peer.pending.is_some()
+                || peer.client_lock
+                || peer.to_add.is_empty()
+            {
+                return;
+            }
+            peer.to_add
+                .iter()
+                .filter_map(|k| {
+                    let p = self.peers.get(&k.publisher)?;
+                    let t = p.tracks_in.iter().find(|t| t.mid == k.mid)?;
+                    Some((*k, (p.session_id().to_owned(), t.clone())))
+                })
+                .collect()
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let keys: Vec<TrackKey> = std::mem::take(&mut peer.to_add).into_iter().collect();
+        let mut api = peer.rtc.sdp_api();
+        let mut added = Vec::new();
+        for k in keys {
+            let Some((sender, t)) = publishers.get(&k) else {
+                continue;
+            };
+            if peer.out.iter().any(|o| o.key == k) {
+                continue; // never the same track twice
+            }
+            let mid = api.add_media(
+                t.kind,
+                Direction::SendOnly,
+                Some(sender.clone()),
+                Some(t.track_id.clone()),
+                None,
+            );
+            added.push(TrackOut {
+                key: k,
+                mid,
+                track_type: t.track_type,
+                state: OutState::Negotiating,
+            });
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        peer.out.extend(added);
+        peer.pending = Some(pending);
+        // MediaMap first, so the client knows each new transceiver's type before the offer.
+        let map: Vec<(String, TrackInfo)> = peer
+            .out
+            .iter()
+            .map(|o| {
+                (
+                    o.mid.to_string(),
+                    TrackInfo {
+                        track_type: o.track_type.to_owned(),
+                        sender_id: peer.cfg.session_id.clone(),
+                    },
+                )
+            })
+            .collect();
+        Self::dc_send(peer, &DcMessage::MediaMap(map));
+        let json = sdp_json("offer", &offer.to_sdp_string());
+        if peer.dc_signaling {
+            Self::dc_send(peer, &DcMessage::Sdp(zlib(&json)));
+        } else {
+            let sid = peer.session_id().to_owned();
+            self.signal(&sid, RtcMessageType::Sdp, json);
+        }
+    }
+
+    fn on_dc(&mut self, id: PeerId, binary: bool, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !binary {
+            if data == calls_proto::dc::LEGACY_TEXT_PING.as_bytes()
+                && let Some(mut ch) = peer.dc.and_then(|c| peer.rtc.channel(c))
+            {
+                let _ = ch.write(false, calls_proto::dc::LEGACY_TEXT_PONG.as_bytes());
+            }
+            return;
+        }
+        let msg = match DcMessage::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(session_id = %peer.cfg.session_id, error = %e, "bad data-channel message");
+                return;
+            }
+        };
+        match msg {
+            DcMessage::Ping => Self::dc_send(peer, &DcMessage::Pong),
+            DcMessage::Lock(_) => {
+                // Try-lock: refused while the server's own offer is out or the client holds it.
+                let granted = peer.pending.is_none() && !peer.client_lock;
+                if granted {
+                    peer.client_lock = true;
+                }
+                Self::dc_send(peer, &DcMessage::Lock(Some(granted)));
+            }
+            DcMessage::Unlock => {
+                peer.client_lock = false;
+                self.negotiate(id);
+            }
+            DcMessage::Sdp(z) => {
+                let res = unzlib(&z).and_then(|json| {
+                    let v: serde_json::Value =
+                        serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+                    let sdp = v
+                        .get("sdp")
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    match v.get("type").and_then(|t| t.as_str()) {
+                        Some("offer") => self.on_offer(id, &sdp, true),
+                        Some("answer") => self.on_answer(id, &sdp),
+                        other => Err(format!("unexpected sdp type: {other:?}")),
+                    }
+                });
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "data-channel sdp failed");
+                }
+            }
+            DcMessage::LossRate(_) | DcMessage::RoundTripTime(_) | DcMessage::Jitter(_) => {}
+            DcMessage::Pong | DcMessage::MediaMap(_) => {}
+        }
+    }
+
+    /// Drains a peer's outputs until its next timeout.
+    fn drive(&mut self, id: PeerId, now: Instant) {
+        let mut events = Vec::new();
+        {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            loop {
+                match peer.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => self.out.push_back(SfuOutput::Transmit {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec(),
+                    }),
+                    Ok(Output::Timeout(t)) => {
+                        if let Some(old) = peer.next_timeout.take() {
+                            self.timers.remove(&(old, id));
+                        }
+                        let t = t.max(now);
+                        peer.next_timeout = Some(t);
+                        self.timers.insert((t, id));
+                        break;
+                    }
+                    Ok(Output::Event(e)) => events.push(e),
+                    Err(e) => {
+                        tracing::warn!(session_id = %peer.cfg.session_id, error = %e, "peer connection failed");
+                        peer.rtc.disconnect();
+                        peer.disconnected_since.get_or_insert(now);
+                        break;
+                    }
+                }
+            }
+        }
+        for e in events {
+            self.on_event(id, e, now);
+        }
+    }
+
+    fn on_event(&mut self, id: PeerId, e: Event, now: Instant) {
+        match e {
+            Event::IceConnectionStateChange(s) => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    if s == IceConnectionState::Disconnected {
+                        p.disconnected_since.get_or_insert(now);
+                    } else if matches!(
+                        s,
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                    ) {
+                        p.disconnected_since = None;
+                    }
+                }
+            }
+            Event::ChannelOpen(cid, _label) => {
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                p.dc = Some(cid);
+                if !p.tracks_ready {
+                    p.tracks_ready = true;
+                    // Every track already published in the call, queued atomically with readiness.
+                    let call = p.call.clone();
+                    let keys: Vec<TrackKey> = self.calls[&call]
+                        .iter()
+                        .filter(|o| **o != id)
+                        .flat_map(|o| {
+                            self.peers[o].tracks_in.iter().map(|t| TrackKey {
+                                publisher: *o,
+                                mid: t.mid,
+                            })
+                        })
+                        .collect();
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.to_add.extend(keys);
+                    }
+                    self.negotiate(id);
+                }
+            }
+            Event::ChannelData(d) => self.on_dc(id, d.binary, &d.data),
+            Event::MediaAdded(m) => {
+                if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
+                    return;
+                }
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                if m.kind != MediaKind::Audio {
+                    return; // video (screen, camera) comes with the next step of the media plane
+                }
+                // One voice slot per publisher: a second audio track replaces the first.
+                p.tracks_in.retain(|t| t.track_type != "voice");
+                let track_id = format!("voice_{}_{}", p.cfg.session_id, random_string(8));
+                p.tracks_in.push(TrackIn {
+                    mid: m.mid,
+                    kind: m.kind,
+                    track_id,
+                    track_type: "voice",
+                });
+                p.muted = false;
+                let key = TrackKey {
+                    publisher: id,
+                    mid: m.mid,
+                };
+                let call = p.call.clone();
+                let receivers: Vec<PeerId> = self.calls[&call]
+                    .iter()
+                    .copied()
+                    .filter(|o| *o != id)
+                    .collect();
+                for r in receivers {
+                    if let Some(rp) = self.peers.get_mut(&r)
+                        && rp.tracks_ready
+                    {
+                        rp.to_add.insert(key);
+                    }
+                    self.negotiate(r);
+                }
+            }
+            Event::RtpPacket(pkt) => {
+                let Some(p) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                let Some(mid) = p
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&pkt.header.ssrc)
+                    .map(|s| s.mid())
+                else {
+                    return;
+                };
+                let voice = p
+                    .tracks_in
+                    .iter()
+                    .any(|t| t.mid == mid && t.track_type == "voice");
+                if voice && p.muted {
+                    return;
+                }
+                self.forwards.push(Forward { from: id, mid, pkt });
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes collected packets to every receiver of their track.
+    fn flush_forwards(&mut self, now: Instant) {
+        while !self.forwards.is_empty() {
+            let batch = std::mem::take(&mut self.forwards);
+            for f in batch {
+                let Some(call) = self.peers.get(&f.from).map(|p| p.call.clone()) else {
+                    continue;
+                };
+                let key = TrackKey {
+                    publisher: f.from,
+                    mid: f.mid,
+                };
+                let receivers: Vec<PeerId> = self.calls.get(&call).cloned().unwrap_or_default();
+                for r in receivers {
+                    if r == f.from {
+                        continue;
+                    }
+                    let Some(rp) = self.peers.get_mut(&r) else {
+                        continue;
+                    };
+                    let Some(out_mid) = rp
+                        .out
+                        .iter()
+                        .find(|o| o.key == key && o.state == OutState::Open)
+                        .map(|o| o.mid)
+                    else {
+                        continue;
+                    };
+                    let Some(pt) = rp.opus_pt().map(|p| p.pt()) else {
+                        continue;
+                    };
+                    let mut api = rp.rtc.direct_api();
+                    let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                        continue;
+                    };
+                    let w = RtpWrite::new(
+                        pt,
+                        f.pkt.seq_no,
+                        f.pkt.header.timestamp,
+                        now,
+                        f.pkt.payload.clone(),
+                    )
+                    .marker(f.pkt.header.marker)
+                    .ext_vals(f.pkt.header.ext_vals.clone());
+                    tx.write_rtp(w);
+                    self.drive(r, now);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The media plane of rtcd: a selective forwarding unit.
+//!
+//! - [`core`]: the sans-IO SFU core (calls, sessions, tracks, signaling, data channel) on str0m.
+//! - [`stun`]: the STUN parsing that demultiplexes one UDP port among all sessions.
+
+pub mod core;
+pub mod stun;
+
+pub use crate::core::{Sfu, SfuConfig, SfuOutput};

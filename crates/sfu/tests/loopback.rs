@@ -1,0 +1,423 @@
+//! The SFU core against str0m client peers over an in-memory network with a virtual clock: the
+//! DC-only first offer, ICE-lite + DTLS, DC ping/pong, a client offer over the DC, the server's
+//! offer with MediaMap, voice forwarding, mute gating and close.
+
+use calls_proto::dc::DcMessage;
+use calls_proto::json::SessionConfig;
+use calls_proto::{RtcMessage, RtcMessageType};
+use calls_sfu::{Sfu, SfuConfig, SfuOutput};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SFU: &str = "10.0.0.1:8443";
+
+fn zlib(d: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(d).unwrap();
+    e.finish().unwrap()
+}
+
+fn unzlib(d: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(d)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+struct Client {
+    sid: String,
+    addr: SocketAddr,
+    rtc: Rtc,
+    dc: Option<ChannelId>,
+    pending: Option<SdpPendingOffer>,
+    next: Instant,
+    dc_in: Vec<DcMessage>,
+    media_in: Vec<(Mid, Vec<u8>)>,
+    media_added: Vec<(Mid, MediaKind)>,
+    stream_ids: BTreeMap<String, String>,
+}
+
+impl Client {
+    fn new(sid: &str, addr: &str, now: Instant) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc = Rtc::builder().build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap())
+            .unwrap();
+        Client {
+            sid: sid.into(),
+            addr,
+            rtc,
+            dc: None,
+            pending: None,
+            next: now,
+            dc_in: vec![],
+            media_in: vec![],
+            media_added: vec![],
+            stream_ids: BTreeMap::new(),
+        }
+    }
+
+    fn dc_send(&mut self, m: &DcMessage) {
+        let mut ch = self.rtc.channel(self.dc.expect("dc open")).unwrap();
+        ch.write(true, &m.encode()).unwrap();
+    }
+}
+
+struct Net {
+    now: Instant,
+    sfu: Sfu,
+    clients: Vec<Client>,
+    signals: Vec<RtcMessage>,
+}
+
+fn cfg(sid: &str) -> SessionConfig {
+    SessionConfig {
+        group_id: "g".into(),
+        call_id: "call".into(),
+        user_id: format!("u-{sid}"),
+        session_id: sid.into(),
+        props: Some(BTreeMap::from([
+            ("channelID".into(), serde_json::json!("ch")),
+            ("av1Support".into(), serde_json::json!(false)),
+            ("dcSignaling".into(), serde_json::json!(true)),
+        ])),
+    }
+}
+
+impl Net {
+    fn new() -> Self {
+        let sfu = Sfu::new(SfuConfig {
+            udp_candidates: vec![SFU.parse().unwrap()],
+            tcp_candidates: vec![],
+        });
+        Net {
+            now: Instant::now(),
+            sfu,
+            clients: vec![],
+            signals: vec![],
+        }
+    }
+
+    /// Joins a client: session init, DC-only offer over the plugin path, answer, candidates.
+    fn join(&mut self, sid: &str, addr: &str) -> usize {
+        self.sfu.init_session(cfg(sid), self.now).unwrap();
+        let mut c = Client::new(sid, addr, self.now);
+        let mut api = c.rtc.sdp_api();
+        api.add_channel("calls-dc".into());
+        let (offer, pending) = api.apply().unwrap();
+        c.pending = Some(pending);
+        let data =
+            serde_json::to_vec(&serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()}))
+                .unwrap();
+        self.clients.push(c);
+        let msg = RtcMessage {
+            session_id: sid.into(),
+            ..RtcMessage::new(RtcMessageType::Sdp, data)
+        };
+        self.sfu.handle_rtc(msg, self.now).unwrap();
+        self.pump();
+        self.clients.len() - 1
+    }
+
+    fn client(&mut self, sid: &str) -> &mut Client {
+        self.clients.iter_mut().find(|c| c.sid == sid).unwrap()
+    }
+
+    /// Moves everything queued, then advances the clock to the next timer (at most `step`).
+    fn run(&mut self, dur: Duration) {
+        let end = self.now + dur;
+        while self.now < end {
+            self.pump();
+            let mut next = end;
+            if let Some(t) = self.sfu.poll_timeout() {
+                next = next.min(t);
+            }
+            for c in &self.clients {
+                next = next.min(c.next);
+            }
+            self.now = next.max(self.now + Duration::from_millis(1)).min(end);
+            self.sfu.handle_timeout(self.now);
+            for c in &mut self.clients {
+                c.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+            }
+        }
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut progressed = false;
+            // SFU → clients / plugin.
+            while let Some(o) = self.sfu.poll_output() {
+                progressed = true;
+                match o {
+                    SfuOutput::Transmit {
+                        proto,
+                        source,
+                        destination,
+                        contents,
+                    } => {
+                        if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
+                            let r = Receive {
+                                proto,
+                                source,
+                                destination,
+                                contents: contents.as_slice().try_into().unwrap(),
+                            };
+                            c.rtc.handle_input(Input::Receive(self.now, r)).unwrap();
+                        }
+                    }
+                    SfuOutput::Signal(m) => self.signals.push(m),
+                    _ => {}
+                }
+            }
+            // Answers and candidates relayed by "the plugin".
+            for m in std::mem::take(&mut self.signals) {
+                let c = self
+                    .clients
+                    .iter_mut()
+                    .find(|c| c.sid == m.session_id)
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                if m.msg_type == RtcMessageType::Sdp as i64 {
+                    assert_eq!(v["type"], "answer");
+                    let ans = SdpAnswer::from_sdp_string(v["sdp"].as_str().unwrap()).unwrap();
+                    c.rtc
+                        .sdp_api()
+                        .accept_answer(c.pending.take().unwrap(), ans)
+                        .unwrap();
+                } else {
+                    assert_eq!(v["type"], "candidate");
+                    let cand = v["candidate"]["candidate"].as_str().unwrap();
+                    c.rtc
+                        .add_remote_candidate(Candidate::from_sdp_string(cand).unwrap());
+                }
+                progressed = true;
+            }
+            // Clients → SFU.
+            let now = self.now;
+            let mut to_sfu = vec![];
+            for c in &mut self.clients {
+                loop {
+                    match c.rtc.poll_output().unwrap() {
+                        Output::Transmit(t) => {
+                            to_sfu.push((t.proto, t.source, t.destination, t.contents.to_vec()))
+                        }
+                        Output::Timeout(t) => {
+                            c.next = t;
+                            break;
+                        }
+                        Output::Event(e) => match e {
+                            Event::ChannelOpen(id, _) => c.dc = Some(id),
+                            Event::ChannelData(d) => {
+                                let m = DcMessage::decode(&d.data).unwrap();
+                                if let DcMessage::Sdp(z) = &m {
+                                    let v: serde_json::Value =
+                                        serde_json::from_slice(&unzlib(z)).unwrap();
+                                    let sdp = v["sdp"].as_str().unwrap();
+                                    if v["type"] == "offer" {
+                                        let ans = c
+                                            .rtc
+                                            .sdp_api()
+                                            .accept_offer(SdpOffer::from_sdp_string(sdp).unwrap())
+                                            .unwrap();
+                                        let j = serde_json::to_vec(&serde_json::json!({"type":"answer","sdp":ans.to_sdp_string()})).unwrap();
+                                        let mut ch = c.rtc.channel(c.dc.unwrap()).unwrap();
+                                        ch.write(true, &DcMessage::Sdp(zlib(&j)).encode()).unwrap();
+                                    } else {
+                                        let ans = SdpAnswer::from_sdp_string(sdp).unwrap();
+                                        c.rtc
+                                            .sdp_api()
+                                            .accept_answer(c.pending.take().unwrap(), ans)
+                                            .unwrap();
+                                    }
+                                }
+                                c.dc_in.push(m);
+                            }
+                            Event::MediaAdded(m) => {
+                                let sid = c
+                                    .rtc
+                                    .media(m.mid)
+                                    .map(|x| x.stream_id().to_owned())
+                                    .unwrap_or_default();
+                                c.stream_ids.insert(m.mid.to_string(), sid);
+                                c.media_added.push((m.mid, m.kind));
+                            }
+                            Event::MediaData(d) => c.media_in.push((d.mid, d.data.to_vec())),
+                            _ => {}
+                        },
+                    }
+                }
+            }
+            for (proto, source, destination, data) in to_sfu {
+                progressed = true;
+                self.sfu
+                    .handle_datagram(now, proto, source, destination, &data);
+            }
+            if !progressed {
+                return;
+            }
+        }
+        panic!("network did not settle");
+    }
+}
+
+#[test]
+fn dc_only_offer_connects_and_answers_dc_ping() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    net.run(Duration::from_secs(3));
+    let a = net.client("A");
+    assert!(
+        a.dc.is_some(),
+        "the data channel opens over ICE-lite + DTLS + SCTP"
+    );
+    a.dc_send(&DcMessage::Ping);
+    a.dc_send(&DcMessage::Lock(None));
+    net.run(Duration::from_millis(500));
+    let a = net.client("A");
+    assert!(a.dc_in.contains(&DcMessage::Pong));
+    assert!(
+        a.dc_in.contains(&DcMessage::Lock(Some(true))),
+        "{:?}",
+        a.dc_in
+    );
+    a.dc_in.clear();
+    a.dc_send(&DcMessage::Lock(None));
+    net.run(Duration::from_millis(300));
+    assert!(
+        net.client("A")
+            .dc_in
+            .contains(&DcMessage::Lock(Some(false))),
+        "a held lock is refused"
+    );
+}
+
+#[test]
+fn voice_is_forwarded_with_media_map_and_gated_by_mute() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    net.join("B", "10.0.0.3:5000");
+    net.run(Duration::from_secs(3));
+    // A unmutes: adds its microphone and renegotiates over the data channel.
+    let a = net.client("A");
+    let mut api = a.rtc.sdp_api();
+    let mic = api.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some("A".into()),
+        Some("mic".into()),
+        None,
+    );
+    let (offer, pending) = api.apply().unwrap();
+    a.pending = Some(pending);
+    let j = serde_json::to_vec(&serde_json::json!({"type":"offer","sdp":offer.to_sdp_string()}))
+        .unwrap();
+    a.dc_send(&DcMessage::Sdp(zlib(&j)));
+    net.run(Duration::from_secs(1));
+    // B got a MediaMap naming the new transceiver as voice, then the server's offer.
+    let b = net.client("B");
+    let map = b.dc_in.iter().find_map(|m| match m {
+        DcMessage::MediaMap(e) => Some(e.clone()),
+        _ => None,
+    });
+    let map = map.expect("MediaMap before the offer");
+    assert_eq!(map[0].1.track_type, "voice");
+    assert_eq!(
+        map[0].1.sender_id, "B",
+        "rtcd's quirk: the receiving session's ID"
+    );
+    assert_eq!(b.media_added.len(), 1);
+    assert_eq!(
+        b.stream_ids.values().next().unwrap(),
+        "A",
+        "stream ID = publisher session"
+    );
+
+    // A speaks: 50 Opus frames of 20 ms.
+    let send = |net: &mut Net, n: u32, tag: u8| {
+        for i in 0..n {
+            let now = net.now;
+            let a = net.client("A");
+            let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
+            let w = a.rtc.writer(mic).unwrap();
+            w.write(
+                pt,
+                now,
+                MediaTime::from_90khz(u64::from(i) * 1800),
+                vec![tag; 40],
+            )
+            .unwrap();
+            net.run(Duration::from_millis(20));
+        }
+    };
+    send(&mut net, 50, 7);
+    let got = net
+        .client("B")
+        .media_in
+        .iter()
+        .filter(|(_, d)| d.iter().all(|x| *x == 7))
+        .count();
+    assert!(got >= 45, "B received {got} of 50 voice frames");
+    // Mute stops forwarding.
+    let mute = RtcMessage {
+        session_id: "A".into(),
+        ..RtcMessage::new(RtcMessageType::Mute, vec![])
+    };
+    net.sfu.handle_rtc(mute, net.now).unwrap();
+    send(&mut net, 20, 9);
+    assert_eq!(
+        net.client("B")
+            .media_in
+            .iter()
+            .filter(|(_, d)| d[0] == 9)
+            .count(),
+        0,
+        "muted voice is not forwarded"
+    );
+    // Close frees the session.
+    net.sfu.close_session("A", net.now);
+    net.sfu.close_session("A", net.now); // idempotent
+    assert_eq!(net.sfu.session_count(), 1);
+}
+
+#[test]
+fn junk_datagrams_are_dropped() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    net.run(Duration::from_secs(2));
+    let src: SocketAddr = "10.9.9.9:1".parse().unwrap();
+    for junk in [
+        &b""[..],
+        &[0u8; 20][..],
+        &[0x80; 1200][..],
+        &[0x16, 0xfe, 0xfd][..],
+        &[0x00, 0x01, 0x00, 0x50][..],
+    ] {
+        net.sfu
+            .handle_datagram(net.now, Protocol::Udp, src, SFU.parse().unwrap(), junk);
+    }
+    // Junk from the peer's own (bound) address must not break the session either.
+    let a_addr: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    for junk in [
+        &[0x80u8; 12][..],
+        &[0x81, 0xc8, 0, 1][..],
+        &[0x17, 0xfe, 0xfd, 0, 0][..],
+    ] {
+        net.sfu
+            .handle_datagram(net.now, Protocol::Udp, a_addr, SFU.parse().unwrap(), junk);
+    }
+    net.client("A").dc_send(&DcMessage::Ping);
+    net.run(Duration::from_millis(300));
+    assert!(net.client("A").dc_in.contains(&DcMessage::Pong));
+    assert!(net.sfu.poll_output().is_none());
+}
