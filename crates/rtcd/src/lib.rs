@@ -6,11 +6,13 @@
 //! - [`service`]: the task that owns the control core and routes frames between connections.
 //! - [`control`]: the sans-IO control core: sessions, routing, lifecycle. The media plane (SFU)
 //!   plugs in through [`control::MediaCommand`] and [`control::MediaEvent`].
+//! - [`media`]: the media plane (`calls-sfu`) attached to the control plane: sockets, addresses.
 //! - [`config`], [`metrics`], [`system`]: configuration, Prometheus series, `/system` load.
 
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod media;
 pub mod metrics;
 pub mod service;
 pub mod system;
@@ -55,7 +57,13 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         None
     };
 
-    let control = service::spawn(Box::new(service::NoMediaPlane));
+    let (shell, endpoints) = media::bind(&cfg.rtc).await?;
+    for e in &endpoints {
+        tracing::info!(local = %e.local, advertised = %e.advertised, "rtc: listening for UDP media");
+    }
+    let (plane, media_cmds) = media::channel();
+    let control = service::spawn(Box::new(plane));
+    media::start(shell, media_cmds, control.clone());
     let ws_tasks = tokio_util::task::TaskTracker::new();
     let state = Arc::new(api::AppState {
         auth,

@@ -1,9 +1,11 @@
 //! The media plane of rtcd: a selective forwarding unit.
 //!
 //! - [`core`]: the sans-IO SFU core (calls, sessions, tracks, signaling, data channel) on str0m.
+//! - [`shell`]: the I/O shell: UDP sockets, timers and the channels to the control plane.
 //! - [`stun`]: the STUN parsing that demultiplexes one UDP port among all sessions.
 
 pub mod core;
+pub mod shell;
 pub mod stun;
 
 pub use crate::core::{Sfu, SfuConfig, SfuOutput};

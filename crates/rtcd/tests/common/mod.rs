@@ -22,6 +22,25 @@ pub fn basic(id: &str, key: &str) -> String {
     )
 }
 
+/// A UDP port in rtcd's allowed range (80..49151) that is free on 127.0.0.1 right now.
+pub fn free_udp_port() -> u16 {
+    use std::net::UdpSocket;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut seed = u64::from(std::process::id()) ^ nanos;
+    for _ in 0..1000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20000 + (seed >> 33) as u16 % 29000;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port found");
+}
+
 type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
 
 pub struct Rtcd {
@@ -44,6 +63,9 @@ pub fn start_with(dir: &Path, env: &[(&str, &str)], args: &[String]) -> Rtcd {
         .args(args)
         .env_clear()
         .env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
+        // Media on loopback only, on a port of its own (tests run in parallel).
+        .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
+        .env("RTCD_RTC_ICEPORTUDP", free_udp_port().to_string())
         .env("RTCD_STORE_DATASOURCE", dir.join("db"))
         .env("RTCD_LOGGER_ENABLEFILE", "false")
         .env("RTCD_LOGGER_CONSOLEJSON", "true")

@@ -1,0 +1,214 @@
+//! Connects the media plane (`calls-sfu`) to the control plane: which addresses to listen on and
+//! advertise (spec rtcd.md §3.1, §3.3), and the channels between the two.
+
+use crate::config::{PortOverride, RtcConfig, parse_ip_list, parse_port_override};
+use crate::control::{MediaCommand, MediaEvent};
+use crate::service::{ControlHandle, MediaPlane};
+use calls_sfu::shell::{Command, Endpoint, Report, Shell};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use tokio::sync::mpsc;
+
+/// Commands queued for the SFU task (rtcd's RTC queue size).
+const QUEUE: usize = 2000;
+
+/// The local UDP endpoints and what each advertises.
+///
+/// - Local IPs: `ice_address_udp`, or every address of every interface that is up.
+/// - `ice_host_override`: an IP or hostname replaces every non-loopback local IP of its family
+///   (all of them when only one exists); `EXT/INT,…` pairs map exactly the listed INT addresses,
+///   and addresses not listed keep their own IP (a deliberate choice: pion 4.2.6 would advertise
+///   every EXT of the list for them).
+/// - `ice_host_port_override`: applies only to addresses that an override changed, never to
+///   local ones; the `LOCALIP/PORT` form picks the entry of this node's own IP.
+pub fn endpoints(rtc: &RtcConfig, local_ips: &[IpAddr]) -> Result<Vec<Endpoint>, String> {
+    let port = rtc.ice_port_udp as u16;
+    let mut ips =
+        parse_ip_list(&rtc.ice_address_udp).map_err(|e| format!("rtc.ice_address_udp: {e}"))?;
+    if ips.is_empty() || ips.iter().any(|ip| ip.is_unspecified()) {
+        ips = local_ips.to_vec();
+    }
+    let host = rtc.ice_host_override.trim();
+    let mut map: HashMap<IpAddr, IpAddr> = HashMap::new();
+    if host.contains('/') {
+        for pair in host.split(',') {
+            if let Some((ext, int)) = pair.split_once('/') {
+                if let (Ok(ext), Ok(int)) = (ext.trim().parse(), int.trim().parse()) {
+                    map.insert(int, ext);
+                }
+            }
+        }
+    } else if !host.is_empty() {
+        let ext = match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .map_err(|e| format!("rtc.ice_host_override: cannot resolve {host:?}: {e}"))?
+                .map(|a| a.ip())
+                .find(|ip| ip.is_ipv4() || rtc.enable_ipv6)
+                .ok_or_else(|| format!("rtc.ice_host_override: {host:?} has no usable address"))?,
+        };
+        let same_family: Vec<IpAddr> = ips
+            .iter()
+            .copied()
+            .filter(|ip| ip.is_ipv4() == ext.is_ipv4())
+            .collect();
+        for ip in &same_family {
+            if same_family.len() == 1 || !ip.is_loopback() {
+                map.insert(*ip, ext);
+            }
+        }
+    }
+    let port_override = match parse_port_override(&rtc.ice_host_port_override)
+        .map_err(|e| format!("rtc.ice_host_port_override: {e}"))?
+    {
+        PortOverride::None => None,
+        PortOverride::Port(p) => Some(p),
+        PortOverride::Map(m) => m
+            .iter()
+            .find(|(ip, _)| ip.parse::<IpAddr>().is_ok_and(|ip| ips.contains(&ip)))
+            .map(|(_, p)| *p),
+    };
+    let mut out: Vec<Endpoint> = Vec::new();
+    for ip in ips {
+        let ext = map.get(&ip).copied().filter(|e| *e != ip);
+        let advertised = match ext {
+            Some(e) => SocketAddr::new(e, port_override.unwrap_or(port)),
+            None => SocketAddr::new(ip, port),
+        };
+        if out.iter().all(|e| e.advertised != advertised) {
+            out.push(Endpoint {
+                local: SocketAddr::new(ip, port),
+                advertised,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("no valid address to listen on was found (rtc.ice_address_udp)".into());
+    }
+    Ok(out)
+}
+
+/// The control plane's handle on the SFU task.
+pub struct SfuPlane {
+    tx: mpsc::Sender<Command>,
+}
+
+impl MediaPlane for SfuPlane {
+    fn command(&mut self, cmd: MediaCommand) {
+        let c = match cmd {
+            MediaCommand::InitSession(cfg) => Command::Init(cfg),
+            MediaCommand::Rtc(m) => Command::Rtc(m),
+            MediaCommand::CloseSession { session_id } => Command::Close(session_id),
+        };
+        if let Err(e) = self.tx.try_send(c) {
+            tracing::error!(error = %e, "rtc queue full: media command dropped");
+        }
+    }
+}
+
+/// Binds the media sockets. Done before anything else starts, so a busy port is a start-up error.
+pub async fn bind(rtc: &RtcConfig) -> Result<(Shell, Vec<Endpoint>), String> {
+    let ips = calls_sfu::shell::local_ips(rtc.enable_ipv6)
+        .map_err(|e| format!("failed to list local addresses: {e}"))?;
+    let eps = endpoints(rtc, &ips)?;
+    let shell = Shell::bind(&eps)
+        .await
+        .map_err(|e| format!("{e} (rtc.ice_address_udp / rtc.ice_port_udp)"))?;
+    Ok((shell, eps))
+}
+
+/// The plane to give the control task, and the receiver the SFU task will read.
+pub fn channel() -> (SfuPlane, mpsc::Receiver<Command>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (SfuPlane { tx }, rx)
+}
+
+/// Starts the SFU task and the pump that hands its reports to the control plane.
+pub fn start(shell: Shell, cmds: mpsc::Receiver<Command>, control: ControlHandle) {
+    let (rep_tx, mut rep_rx) = mpsc::channel(QUEUE);
+    shell.spawn(cmds, rep_tx);
+    tokio::spawn(async move {
+        while let Some(r) = rep_rx.recv().await {
+            let ev = match r {
+                Report::Signal(m) => MediaEvent::Signal(m),
+                Report::Vad { session_id, on } => MediaEvent::Vad { session_id, on },
+                Report::SessionEnded { session_id, reason } => {
+                    MediaEvent::SessionEnded { session_id, reason }
+                }
+            };
+            control.media_event(ev).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtc(addr: &str, host: &str, port_override: &str) -> RtcConfig {
+        let mut c = crate::config::Config::default().rtc;
+        c.ice_address_udp = addr.into();
+        c.ice_host_override = host.into();
+        c.ice_host_port_override = port_override.into();
+        c
+    }
+
+    fn adv(eps: &[Endpoint]) -> Vec<String> {
+        eps.iter()
+            .map(|e| format!("{}>{}", e.local, e.advertised))
+            .collect()
+    }
+
+    #[test]
+    fn advertised_addresses_follow_rtcd_rules() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
+        assert_eq!(
+            adv(&endpoints(&rtc("", "", ""), &ips).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>10.0.0.5:8443"
+            ]
+        );
+        // A single override IP replaces non-loopback addresses only; the port override follows it.
+        assert_eq!(
+            adv(&endpoints(&rtc("", "8.8.8.8", "30443"), &ips).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>8.8.8.8:30443"
+            ]
+        );
+        // With one local address, even loopback is mapped.
+        assert_eq!(
+            adv(&endpoints(&rtc("127.0.0.1", "1.2.3.4", ""), &ips).unwrap()),
+            ["127.0.0.1:8443>1.2.3.4:8443"]
+        );
+        // NAT pairs map exactly the listed addresses.
+        assert_eq!(
+            adv(&endpoints(&rtc("", "8.8.4.4/10.0.0.5", ""), &ips).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>8.8.4.4:8443"
+            ]
+        );
+        // The LOCALIP/PORT form picks this node's entry; local addresses keep the real port.
+        assert_eq!(
+            adv(&endpoints(&rtc("", "8.8.8.8", "10.0.0.9/1111,10.0.0.5/2222"), &ips).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>8.8.8.8:2222"
+            ]
+        );
+        assert_eq!(
+            adv(&endpoints(&rtc("", "", "30443"), &ips).unwrap())[1],
+            "10.0.0.5:8443>10.0.0.5:8443",
+            "no override, no port change"
+        );
+        assert_eq!(
+            adv(&endpoints(&rtc("0.0.0.0", "", ""), &ips).unwrap()).len(),
+            2,
+            "0.0.0.0 means every interface"
+        );
+        assert!(endpoints(&rtc("", "", ""), &[]).is_err());
+    }
+}
