@@ -32,10 +32,10 @@ pub fn endpoints(rtc: &RtcConfig, local_ips: &[IpAddr]) -> Result<Vec<Endpoint>,
     let mut map: HashMap<IpAddr, IpAddr> = HashMap::new();
     if host.contains('/') {
         for pair in host.split(',') {
-            if let Some((ext, int)) = pair.split_once('/') {
-                if let (Ok(ext), Ok(int)) = (ext.trim().parse(), int.trim().parse()) {
-                    map.insert(int, ext);
-                }
+            if let Some((ext, int)) = pair.split_once('/')
+                && let (Ok(ext), Ok(int)) = (ext.trim().parse(), int.trim().parse())
+            {
+                map.insert(int, ext);
             }
         }
     } else if !host.is_empty() {

@@ -137,10 +137,10 @@ impl Shell {
                             contents,
                             ..
                         } => {
-                            if let Some(sock) = by_advertised.get(&source) {
-                                if let Err(e) = sock.try_send_to(&contents, destination) {
-                                    tracing::debug!(error = %e, %destination, "udp send dropped");
-                                }
+                            if let Some(sock) = by_advertised.get(&source)
+                                && let Err(e) = sock.try_send_to(&contents, destination)
+                            {
+                                tracing::debug!(error = %e, %destination, "udp send dropped");
                             }
                         }
                         SfuOutput::Signal(m) => forward(&reports, Report::Signal(m)),
