@@ -12,7 +12,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 # Build and test prerequisites: a C toolchain for -sys crates, pkg-config, Python venv support.
-for p in build-essential pkg-config ca-certificates python3 python3-venv; do
+# iproute2: network namespaces for the third-party WebRTC peer tests.
+for p in build-essential pkg-config ca-certificates python3 python3-venv iproute2; do
   have "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

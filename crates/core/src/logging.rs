@@ -97,7 +97,15 @@ pub fn parse_level(s: &str) -> Option<LevelFilter> {
 
 /// The project's own crates log at `level`; libraries (hyper, tungstenite, ...) at most at INFO,
 /// so that a DEBUG file is about this service rather than about every socket poll.
+///
+/// `RUST_LOG` (e.g. `str0m=trace,rtcd=debug`) replaces this per-target choice, for debugging.
 fn targets(level: LevelFilter) -> Targets {
+    if let Some(t) = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+    {
+        return t;
+    }
     let mut t = Targets::new().with_default(level.min(LevelFilter::INFO));
     for krate in [
         "rtcd",

@@ -34,8 +34,12 @@ pub async fn serve(socket: WebSocket, conn_id: String, client_id: String, contro
                 },
                 _ = ping.tick() => Message::Ping(Default::default()),
             };
+            let len = match &msg {
+                Message::Binary(b) => b.len(),
+                _ => 0,
+            };
             match timeout(WRITE_DEADLINE, sink.send(msg)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => tracing::trace!(conn_id = %writer_conn, len, "frame written"),
                 Ok(Err(e)) => {
                     tracing::info!(conn_id = %writer_conn, error = %e, "write failed");
                     break;

@@ -114,6 +114,7 @@ impl Shell {
                     cmd = cmds.recv() => {
                         let Some(cmd) = cmd else { break };
                         let now = Instant::now();
+                        tracing::debug!(?cmd, "media command");
                         let res = match cmd {
                             Command::Init(c) => sfu.init_session(c, now),
                             Command::Rtc(m) => sfu.handle_rtc(m, now),
@@ -143,7 +144,10 @@ impl Shell {
                                 tracing::debug!(error = %e, %destination, "udp send dropped");
                             }
                         }
-                        SfuOutput::Signal(m) => forward(&reports, Report::Signal(m)),
+                        SfuOutput::Signal(m) => {
+                            tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
+                            forward(&reports, Report::Signal(m))
+                        }
                         SfuOutput::Vad { session_id, on } => {
                             forward(&reports, Report::Vad { session_id, on })
                         }

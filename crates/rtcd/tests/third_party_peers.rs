@@ -1,0 +1,77 @@
+//! Real third-party WebRTC stacks against the built binary, inside a network namespace the test
+//! creates (the peers gather candidates on every interface; there they only have loopback).
+
+mod common;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn aiortc_peers_connect_and_hear_each_other() {
+    // aioice never gathers 127.0.0.1, so the namespace gets a veth pair of its own.
+    let ns = common::NetNs::new("aiortc").with_veth();
+    let dir = tempfile::tempdir().unwrap();
+    let r = common::start_in(
+        dir.path(),
+        &[
+            ("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true"),
+            ("RTCD_RTC_ICEADDRESSUDP", "10.203.0.1"),
+        ],
+        &[],
+        Some(&ns.0),
+    );
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/aiortc_call.py");
+    let mut child = ns
+        .command(python().to_str().unwrap())
+        .arg(script)
+        .arg(r.url(""))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run aiortc scenario");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("aiortc scenario did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "aiortc scenario failed:\nstdout: {so}\nstderr: {se}"
+    );
+    eprintln!("aiortc scenario: {}", so.trim());
+    let v: serde_json::Value = serde_json::from_str(so.lines().last().unwrap_or("{}")).unwrap();
+    assert_eq!(v["dc_pong"], true);
+    assert!(v["b_audio_frames"].as_u64().unwrap() >= 50, "{v}");
+    assert_eq!(v["b_tracks"], 1, "{v}");
+    let map = v["media_map"].as_object().unwrap();
+    assert_eq!(map.values().next().unwrap()["sender_id"], "B");
+    assert!(
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.as_str().unwrap().contains("10.203.0.1")),
+        "{v}"
+    );
+}
