@@ -103,6 +103,8 @@ struct Peer {
     /// The client holds the renegotiation lock (DC `Lock`); server offers wait.
     client_lock: bool,
     muted: bool,
+    /// Voice activity of the voice track, when its publisher negotiated audio levels.
+    vad: Option<crate::vad::Vad>,
     disconnected_since: Option<Instant>,
     next_timeout: Option<Instant>,
     addrs: Vec<(Protocol, SocketAddr)>,
@@ -258,6 +260,7 @@ impl Sfu {
                 tracks_in: Vec::new(),
                 client_lock: false,
                 muted: true,
+                vad: None,
                 disconnected_since: None,
                 next_timeout: None,
                 addrs: Vec::new(),
@@ -337,9 +340,13 @@ impl Sfu {
                 Ok(())
             }
             RtcMessageType::Mute | RtcMessageType::Unmute => {
-                if let Some(p) = self.peers.get_mut(&id) {
+                // Before the voice track exists, mute and unmute are ignored (as in rtcd).
+                let has_voice = |p: &&mut Peer| p.tracks_in.iter().any(|t| t.track_type == "voice");
+                if let Some(p) = self.peers.get_mut(&id).filter(has_voice) {
                     p.muted = kind == RtcMessageType::Mute;
-                    if p.muted {
+                    if let Some(vad) = p.vad.as_mut().filter(|_| p.muted) {
+                        // rtcd resets the monitor and always reports voice off.
+                        vad.reset();
                         self.out.push_back(SfuOutput::Vad {
                             session_id: msg.session_id.clone(),
                             on: false,
@@ -757,6 +764,13 @@ impl Sfu {
                     track_type: "voice",
                 });
                 p.muted = false;
+                let levels = p.rtc.media(m.mid).is_some_and(|media| {
+                    media
+                        .remote_extmap()
+                        .id_of(str0m::rtp::Extension::AudioLevel)
+                        .is_some()
+                });
+                p.vad = levels.then(crate::vad::Vad::default);
                 let key = TrackKey {
                     publisher: id,
                     mid: m.mid,
@@ -792,8 +806,21 @@ impl Sfu {
                     .tracks_in
                     .iter()
                     .any(|t| t.mid == mid && t.track_type == "voice");
-                if voice && p.muted {
-                    return;
+                if voice {
+                    // VAD listens even while muted, as rtcd does.
+                    if let (Some(vad), Some(level)) =
+                        (p.vad.as_mut(), pkt.header.ext_vals.audio_level)
+                    {
+                        if let Some(on) = vad.push(level.unsigned_abs(), now) {
+                            self.out.push_back(SfuOutput::Vad {
+                                session_id: p.cfg.session_id.clone(),
+                                on,
+                            });
+                        }
+                    }
+                    if p.muted {
+                        return;
+                    }
                 }
                 self.forwards.push(Forward { from: id, mid, pkt });
             }

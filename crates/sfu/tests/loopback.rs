@@ -77,6 +77,7 @@ struct Net {
     sfu: Sfu,
     clients: Vec<Client>,
     signals: Vec<RtcMessage>,
+    vad: Vec<(String, bool)>,
 }
 
 fn cfg(sid: &str) -> SessionConfig {
@@ -104,6 +105,7 @@ impl Net {
             sfu,
             clients: vec![],
             signals: vec![],
+            vad: vec![],
         }
     }
 
@@ -177,6 +179,7 @@ impl Net {
                         }
                     }
                     SfuOutput::Signal(m) => self.signals.push(m),
+                    SfuOutput::Vad { session_id, on } => self.vad.push((session_id, on)),
                     _ => {}
                 }
             }
@@ -343,13 +346,20 @@ fn voice_is_forwarded_with_media_map_and_gated_by_mute() {
         "stream ID = publisher session"
     );
 
-    // A speaks: 50 Opus frames of 20 ms.
+    // A speaks: 20 ms Opus frames whose audio level swings like speech (or stays silent).
     let send = |net: &mut Net, n: u32, tag: u8| {
         for i in 0..n {
             let now = net.now;
             let a = net.client("A");
             let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
-            let w = a.rtc.writer(mic).unwrap();
+            let level = if tag == 0 {
+                -127
+            } else if i % 2 == 0 {
+                -20
+            } else {
+                -70
+            };
+            let w = a.rtc.writer(mic).unwrap().audio_level(level, tag != 0);
             w.write(
                 pt,
                 now,
@@ -374,6 +384,12 @@ fn voice_is_forwarded_with_media_map_and_gated_by_mute() {
         ..RtcMessage::new(RtcMessageType::Mute, vec![])
     };
     net.sfu.handle_rtc(mute, net.now).unwrap();
+    net.pump();
+    assert_eq!(
+        net.vad,
+        vec![("A".to_string(), false)],
+        "mute always reports voice off"
+    );
     send(&mut net, 20, 9);
     assert_eq!(
         net.client("B")
