@@ -20,13 +20,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// How long a peer may stay ICE-disconnected before its session ends (pion's failed timeout).
 pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(25);
+/// At most one keyframe request per second reaches a publisher's layer, however many viewers ask.
+pub const PLI_INTERVAL: Duration = Duration::from_secs(1);
+/// The simulcast layer new viewers get (rtcd's default level).
+pub const DEFAULT_LAYER: &str = "l";
 
 /// Where the SFU can be reached, as advertised in candidates.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +67,8 @@ struct TrackIn {
     /// `"<type>_<publisher session>_<8 chars>"`: clients parse type and sender from it.
     track_id: String,
     track_type: &'static str,
+    /// Sent as simulcast layers (`l`/`h`); receivers get one of them.
+    simulcast: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +89,8 @@ struct TrackOut {
     mid: Mid,
     track_type: &'static str,
     state: OutState,
+    /// The publisher's layer this receiver gets; `None` for single-layer tracks.
+    rid: Option<Rid>,
 }
 
 struct Peer {
@@ -98,6 +106,11 @@ struct Peer {
     pending: Option<SdpPendingOffer>,
     /// Tracks to add to this receiver at the next server offer.
     to_add: BTreeSet<TrackKey>,
+    /// Outgoing transceivers to stop at the next server offer.
+    to_remove: BTreeSet<Mid>,
+    /// `screen_on`/`video_on`: the MediaStream IDs this session's screen and camera tracks carry.
+    screen_stream_id: Option<String>,
+    video_stream_id: Option<String>,
     out: Vec<TrackOut>,
     tracks_in: Vec<TrackIn>,
     /// The client holds the renegotiation lock (DC `Lock`); server offers wait.
@@ -114,20 +127,13 @@ impl Peer {
     fn session_id(&self) -> &str {
         &self.cfg.session_id
     }
-
-    fn opus_pt(&self) -> Option<str0m::format::PayloadParams> {
-        self.rtc
-            .codec_config()
-            .iter()
-            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
-            .cloned()
-    }
 }
 
 /// Packets collected while draining a publisher, forwarded once the publisher is released.
 struct Forward {
     from: PeerId,
     mid: Mid,
+    rid: Option<Rid>,
     pkt: str0m::rtp::RtpPacket,
 }
 
@@ -140,6 +146,10 @@ pub struct Sfu {
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
     calls: HashMap<(String, String), Vec<PeerId>>,
+    /// The one screen sharer of each call.
+    screens: HashMap<(String, String), PeerId>,
+    /// When a keyframe was last requested from a publisher's track layer.
+    last_pli: HashMap<(PeerId, Mid, Option<Rid>), Instant>,
     timers: BTreeSet<(Instant, PeerId)>,
     out: VecDeque<SfuOutput>,
     forwards: Vec<Forward>,
@@ -256,6 +266,9 @@ impl Sfu {
                 tracks_ready: false,
                 pending: None,
                 to_add: BTreeSet::new(),
+                to_remove: BTreeSet::new(),
+                screen_stream_id: None,
+                video_stream_id: None,
                 out: Vec::new(),
                 tracks_in: Vec::new(),
                 client_lock: false,
@@ -292,13 +305,39 @@ impl Sfu {
                 self.calls.remove(&peer.call);
             }
         }
-        // Receivers stop getting its tracks. Audio senders are left negotiated and silent, as rtcd
-        // does (`ReplaceTrack(nil)` without renegotiation).
-        for other in self.peers.values_mut() {
-            other.out.retain(|t| t.key.publisher != id);
-            other.to_add.retain(|k| k.publisher != id);
+        if self.screens.get(&peer.call) == Some(&id) {
+            self.screens.remove(&peer.call);
+        }
+        self.last_pli.retain(|(p, _, _), _| *p != id);
+        // Receivers stop getting its tracks: video is removed with a renegotiation; audio senders
+        // are left negotiated and silent, as rtcd does (`ReplaceTrack(nil)` without renegotiation).
+        let receivers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for r in receivers {
+            self.unforward(r, now, |t| t.key.publisher == id);
+            if let Some(rp) = self.peers.get_mut(&r) {
+                rp.to_add.retain(|k| k.publisher != id);
+            }
         }
         let _ = now;
+    }
+
+    /// Stops forwarding the receiver's outgoing tracks that match: video transceivers are queued
+    /// for removal (renegotiated), audio ones just stop receiving packets.
+    fn unforward(&mut self, receiver: PeerId, now: Instant, matches: impl Fn(&TrackOut) -> bool) {
+        let Some(rp) = self.peers.get_mut(&receiver) else {
+            return;
+        };
+        let mut removed = false;
+        for o in rp.out.iter().filter(|o| matches(o)) {
+            if o.track_type == "screen" || o.track_type == "video" {
+                rp.to_remove.insert(o.mid);
+                removed = true;
+            }
+        }
+        rp.out.retain(|o| !matches(o));
+        if removed {
+            self.negotiate(receiver, now);
+        }
     }
 
     /// An `rtc` message from the plugin for a session.
@@ -319,7 +358,7 @@ impl Sfu {
                     .to_owned();
                 match v.get("type").and_then(|t| t.as_str()) {
                     Some("offer") => self.on_offer(id, &sdp, false),
-                    Some("answer") => self.on_answer(id, &sdp),
+                    Some("answer") => self.on_answer(id, &sdp, now),
                     other => Err(format!("unexpected sdp type: {other:?}")),
                 }
             }
@@ -335,6 +374,64 @@ impl Sfu {
                     match Candidate::from_sdp_string(cand) {
                         Ok(c) => peer.rtc.add_remote_candidate(c),
                         Err(e) => return Err(format!("invalid candidate: {e}")),
+                    }
+                }
+                Ok(())
+            }
+            RtcMessageType::ScreenOn | RtcMessageType::VideoOn => {
+                let v: serde_json::Value = serde_json::from_slice(&msg.data)
+                    .map_err(|e| format!("invalid payload: {e}"))?;
+                let key = if kind == RtcMessageType::ScreenOn {
+                    "screenStreamID"
+                } else {
+                    "videoStreamID"
+                };
+                let stream = v
+                    .get(key)
+                    .and_then(|s| s.as_str())
+                    .ok_or(format!("missing {key}"))?
+                    .to_owned();
+                let p = self.peers.get_mut(&id).ok_or("session not found")?;
+                if kind == RtcMessageType::VideoOn {
+                    p.video_stream_id = Some(stream);
+                    return Ok(());
+                }
+                p.screen_stream_id = Some(stream);
+                let call = p.call.clone();
+                match self.screens.get(&call) {
+                    None => {
+                        self.screens.insert(call, id);
+                        Ok(())
+                    }
+                    Some(other) if *other == id => Ok(()),
+                    // One sharer per call; rtcd keeps the stream ID but logs an error.
+                    Some(_) => Err("call already has a screen sharer".into()),
+                }
+            }
+            RtcMessageType::ScreenOff => {
+                let p = self.peers.get_mut(&id).ok_or("session not found")?;
+                if self.screens.get(&p.call) != Some(&id) {
+                    return Err("screen_off from a session that is not sharing".into());
+                }
+                self.screens.remove(&p.call);
+                p.screen_stream_id = None;
+                let screen_mids: Vec<Mid> = p
+                    .tracks_in
+                    .iter()
+                    .filter(|t| t.track_type == "screen")
+                    .map(|t| t.mid)
+                    .collect();
+                p.tracks_in.retain(|t| t.track_type != "screen");
+                // Forwarded screen-audio is left in place, as in rtcd.
+                let receivers: Vec<PeerId> =
+                    self.peers.keys().copied().filter(|r| *r != id).collect();
+                for r in receivers {
+                    self.unforward(r, now, |t| {
+                        t.key.publisher == id && screen_mids.contains(&t.key.mid)
+                    });
+                    if let Some(rp) = self.peers.get_mut(&r) {
+                        rp.to_add
+                            .retain(|k| !(k.publisher == id && screen_mids.contains(&k.mid)));
                     }
                 }
                 Ok(())
@@ -462,7 +559,7 @@ impl Sfu {
         Ok(())
     }
 
-    fn on_answer(&mut self, id: PeerId, sdp: &str) -> Result<(), String> {
+    fn on_answer(&mut self, id: PeerId, sdp: &str, now: Instant) -> Result<(), String> {
         let peer = self.peers.get_mut(&id).ok_or("session not found")?;
         let pending = peer
             .pending
@@ -476,7 +573,7 @@ impl Sfu {
         for t in peer.out.iter_mut() {
             t.state = OutState::Open;
         }
-        self.negotiate(id);
+        self.negotiate(id, now);
         Ok(())
     }
 
@@ -531,16 +628,15 @@ impl Sfu {
     }
 
     /// Makes one server offer for every queued track change, if the session is ready for it.
-    fn negotiate(&mut self, id: PeerId) {
+    fn negotiate(&mut self, id: PeerId, now: Instant) {
         let publishers: HashMap<TrackKey, (String, TrackIn)> = {
             let Some(peer) = self.peers.get(&id) else {
                 return;
             };
-            if peer.dc.is_none()
-                || peer.pending.is_some()
-                || peer.client_lock
-                || peer.to_add.is_empty()
-            {
+            if peer.dc.is_none() || peer.pending.is_some() || peer.client_lock {
+                return;
+            }
+            if peer.to_add.is_empty() && peer.to_remove.is_empty() {
                 return;
             }
             peer.to_add
@@ -556,14 +652,26 @@ impl Sfu {
             return;
         };
         let keys: Vec<TrackKey> = std::mem::take(&mut peer.to_add).into_iter().collect();
+        let removals: Vec<Mid> = std::mem::take(&mut peer.to_remove).into_iter().collect();
         let mut api = peer.rtc.sdp_api();
-        let mut added = Vec::new();
+        for mid in removals {
+            api.stop_media(mid);
+        }
+        let mut added: Vec<TrackOut> = Vec::new();
         for k in keys {
             let Some((sender, t)) = publishers.get(&k) else {
                 continue;
             };
             if peer.out.iter().any(|o| o.key == k) {
                 continue; // never the same track twice
+            }
+            let has_screen = peer
+                .out
+                .iter()
+                .chain(added.iter())
+                .any(|o| o.track_type == "screen");
+            if t.track_type == "screen" && has_screen {
+                continue; // one screen per receiver
             }
             let mid = api.add_media(
                 t.kind,
@@ -577,6 +685,7 @@ impl Sfu {
                 mid,
                 track_type: t.track_type,
                 state: OutState::Negotiating,
+                rid: t.simulcast.then(|| Rid::from(DEFAULT_LAYER)),
             });
         }
         let Some((offer, pending)) = api.apply() else {
@@ -606,9 +715,10 @@ impl Sfu {
             let sid = peer.session_id().to_owned();
             self.signal(&sid, RtcMessageType::Sdp, json);
         }
+        self.drive(id, now);
     }
 
-    fn on_dc(&mut self, id: PeerId, binary: bool, data: &[u8]) {
+    fn on_dc(&mut self, id: PeerId, binary: bool, data: &[u8], now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -639,7 +749,7 @@ impl Sfu {
             }
             DcMessage::Unlock => {
                 peer.client_lock = false;
-                self.negotiate(id);
+                self.negotiate(id, now);
             }
             DcMessage::Sdp(z) => {
                 let res = unzlib(&z).and_then(|json| {
@@ -652,7 +762,7 @@ impl Sfu {
                         .to_owned();
                     match v.get("type").and_then(|t| t.as_str()) {
                         Some("offer") => self.on_offer(id, &sdp, true),
-                        Some("answer") => self.on_answer(id, &sdp),
+                        Some("answer") => self.on_answer(id, &sdp, now),
                         other => Err(format!("unexpected sdp type: {other:?}")),
                     }
                 });
@@ -667,8 +777,11 @@ impl Sfu {
 
     /// Drains a peer's outputs until its next timeout.
     fn drive(&mut self, id: PeerId, now: Instant) {
-        let mut events = Vec::new();
-        {
+        // Handling an event can queue more output for this peer (a data-channel answer, a
+        // keyframe request), so drain again until a round produces no event. Bounded, so that a
+        // peer that keeps producing events cannot hold the loop.
+        for _ in 0..64 {
+            let mut events = Vec::new();
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
@@ -698,9 +811,12 @@ impl Sfu {
                     }
                 }
             }
-        }
-        for e in events {
-            self.on_event(id, e, now);
+            if events.is_empty() {
+                return;
+            }
+            for e in events {
+                self.on_event(id, e, now);
+            }
         }
     }
 
@@ -740,65 +856,31 @@ impl Sfu {
                     if let Some(p) = self.peers.get_mut(&id) {
                         p.to_add.extend(keys);
                     }
-                    self.negotiate(id);
+                    self.negotiate(id, now);
                 }
             }
-            Event::ChannelData(d) => self.on_dc(id, d.binary, &d.data),
+            Event::ChannelData(d) => self.on_dc(id, d.binary, &d.data, now),
             Event::MediaAdded(m) => {
                 if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) {
                     return;
                 }
-                let Some(p) = self.peers.get_mut(&id) else {
-                    return;
-                };
-                if m.kind != MediaKind::Audio {
-                    return; // video (screen, camera) comes with the next step of the media plane
-                }
-                // One voice slot per publisher: a second audio track replaces the first.
-                p.tracks_in.retain(|t| t.track_type != "voice");
-                let track_id = format!("voice_{}_{}", p.cfg.session_id, random_string(8));
-                p.tracks_in.push(TrackIn {
-                    mid: m.mid,
-                    kind: m.kind,
-                    track_id,
-                    track_type: "voice",
-                });
-                p.muted = false;
-                let levels = p.rtc.media(m.mid).is_some_and(|media| {
-                    media
-                        .remote_extmap()
-                        .id_of(str0m::rtp::Extension::AudioLevel)
-                        .is_some()
-                });
-                p.vad = levels.then(crate::vad::Vad::default);
-                let key = TrackKey {
-                    publisher: id,
-                    mid: m.mid,
-                };
-                let call = p.call.clone();
-                let receivers: Vec<PeerId> = self.calls[&call]
-                    .iter()
-                    .copied()
-                    .filter(|o| *o != id)
-                    .collect();
-                for r in receivers {
-                    if let Some(rp) = self.peers.get_mut(&r)
-                        && rp.tracks_ready
-                    {
-                        rp.to_add.insert(key);
-                    }
-                    self.negotiate(r);
-                }
+                self.on_track(
+                    id,
+                    m.mid,
+                    m.kind,
+                    m.simulcast.is_some_and(|s| !s.recv.is_empty()),
+                    now,
+                );
             }
             Event::RtpPacket(pkt) => {
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
-                let Some(mid) = p
+                let Some((mid, rid)) = p
                     .rtc
                     .direct_api()
                     .stream_rx(&pkt.header.ssrc)
-                    .map(|s| s.mid())
+                    .map(|s| (s.mid(), s.rid()))
                 else {
                     return;
                 };
@@ -808,34 +890,142 @@ impl Sfu {
                     .any(|t| t.mid == mid && t.track_type == "voice");
                 if voice {
                     // VAD listens even while muted, as rtcd does.
-                    if let (Some(vad), Some(level)) =
-                        (p.vad.as_mut(), pkt.header.ext_vals.audio_level)
+                    let level = pkt.header.ext_vals.audio_level;
+                    if let Some(on) = p
+                        .vad
+                        .as_mut()
+                        .zip(level)
+                        .and_then(|(vad, l)| vad.push(l.unsigned_abs(), now))
                     {
-                        if let Some(on) = vad.push(level.unsigned_abs(), now) {
-                            self.out.push_back(SfuOutput::Vad {
-                                session_id: p.cfg.session_id.clone(),
-                                on,
-                            });
-                        }
+                        self.out.push_back(SfuOutput::Vad {
+                            session_id: p.cfg.session_id.clone(),
+                            on,
+                        });
                     }
                     if p.muted {
                         return;
                     }
                 }
-                self.forwards.push(Forward { from: id, mid, pkt });
+                self.forwards.push(Forward {
+                    from: id,
+                    mid,
+                    rid,
+                    pkt,
+                });
             }
+            Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
             _ => {}
         }
     }
 
-    /// Writes collected packets to every receiver of their track.
+    /// A publisher's new incoming track: classify it (voice, screen-audio, screen, video) by its
+    /// stream ID, as rtcd does, and queue it for every ready receiver of the call.
+    fn on_track(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: bool, now: Instant) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let stream = p
+            .rtc
+            .media(mid)
+            .map(|m| m.stream_id().to_owned())
+            .unwrap_or_default();
+        let sharing = self.screens.get(&p.call) == Some(&id);
+        let is_screen = sharing && p.screen_stream_id.as_deref() == Some(stream.as_str());
+        let track_type = match kind {
+            MediaKind::Audio if is_screen => "screen-audio",
+            MediaKind::Audio => "voice",
+            MediaKind::Video if is_screen => "screen",
+            MediaKind::Video if p.video_stream_id.as_deref() == Some(stream.as_str()) => "video",
+            MediaKind::Video => {
+                // screen_on/video_on must come first (rtcd: "received unexpected video track").
+                tracing::warn!(session_id = %p.cfg.session_id, stream, "received unexpected video track");
+                return;
+            }
+        };
+        // One slot per type and publisher: a second voice (or screen) track replaces the first.
+        p.tracks_in.retain(|t| t.track_type != track_type);
+        let track_id = format!("{track_type}_{}_{}", p.cfg.session_id, random_string(8));
+        p.tracks_in.push(TrackIn {
+            mid,
+            kind,
+            track_id,
+            track_type,
+            simulcast,
+        });
+        if track_type == "voice" {
+            p.muted = false;
+            let levels = p.rtc.media(mid).is_some_and(|m| {
+                m.remote_extmap()
+                    .id_of(str0m::rtp::Extension::AudioLevel)
+                    .is_some()
+            });
+            p.vad = levels.then(crate::vad::Vad::default);
+        }
+        let key = TrackKey { publisher: id, mid };
+        let call = p.call.clone();
+        let receivers: Vec<PeerId> = self.calls[&call]
+            .iter()
+            .copied()
+            .filter(|o| *o != id)
+            .collect();
+        for r in receivers {
+            if let Some(rp) = self.peers.get_mut(&r)
+                && rp.tracks_ready {
+                    rp.to_add.insert(key);
+                }
+            self.negotiate(r, now);
+        }
+    }
+
+    /// A receiver asked for a keyframe on one of its outgoing tracks: ask the publisher for one on
+    /// the layer this receiver gets, at most once per second per publisher layer (rtcd #154).
+    fn on_keyframe_request(&mut self, receiver: PeerId, out_mid: Mid, now: Instant) {
+        let Some(o) = self
+            .peers
+            .get(&receiver)
+            .and_then(|r| r.out.iter().find(|o| o.mid == out_mid))
+            .cloned()
+        else {
+            return;
+        };
+        let slot = (o.key.publisher, o.key.mid, o.rid);
+        if self
+            .last_pli
+            .get(&slot)
+            .is_some_and(|t| now.saturating_duration_since(*t) < PLI_INTERVAL)
+        {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&o.key.publisher) else {
+            return;
+        };
+        let mut api = p.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(o.key.mid, o.rid) else {
+            return;
+        };
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+        self.last_pli.insert(slot, now);
+        self.drive(o.key.publisher, now);
+    }
+
+    /// Writes collected packets to every receiver of their track (and layer).
     fn flush_forwards(&mut self, now: Instant) {
         while !self.forwards.is_empty() {
             let batch = std::mem::take(&mut self.forwards);
             for f in batch {
-                let Some(call) = self.peers.get(&f.from).map(|p| p.call.clone()) else {
+                let Some(p) = self.peers.get(&f.from) else {
                     continue;
                 };
+                let call = p.call.clone();
+                // The codec of the packet, to find each receiver's payload type for it.
+                let codec = p
+                    .rtc
+                    .codec_config()
+                    .iter()
+                    .find(|c| c.pt() == f.pkt.header.payload_type)
+                    .map(|c| c.spec().codec);
+                let Some(codec) = codec else { continue };
+                let audio = matches!(codec, str0m::format::Codec::Opus);
                 let key = TrackKey {
                     publisher: f.from,
                     mid: f.mid,
@@ -851,27 +1041,43 @@ impl Sfu {
                     let Some(out_mid) = rp
                         .out
                         .iter()
-                        .find(|o| o.key == key && o.state == OutState::Open)
+                        .find(|o| {
+                            o.key == key
+                                && o.state == OutState::Open
+                                && (o.rid.is_none() || o.rid == f.rid)
+                        })
                         .map(|o| o.mid)
                     else {
                         continue;
                     };
-                    let Some(pt) = rp.opus_pt().map(|p| p.pt()) else {
+                    let Some(pt) = rp
+                        .rtc
+                        .codec_config()
+                        .iter()
+                        .find(|c| c.spec().codec == codec)
+                        .map(|c| c.pt())
+                    else {
                         continue;
                     };
                     let mut api = rp.rtc.direct_api();
                     let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                         continue;
                     };
-                    let w = RtpWrite::new(
+                    let mut w = RtpWrite::new(
                         pt,
                         f.pkt.seq_no,
                         f.pkt.header.timestamp,
                         now,
                         f.pkt.payload.clone(),
                     )
-                    .marker(f.pkt.header.marker)
-                    .ext_vals(f.pkt.header.ext_vals.clone());
+                    .marker(f.pkt.header.marker);
+                    // Audio keeps the publisher's header extensions (audio level); video is sent
+                    // without them, as rtcd does. Video is kept for retransmission on NACK.
+                    w = if audio {
+                        w.ext_vals(f.pkt.header.ext_vals.clone())
+                    } else {
+                        w.nackable(true)
+                    };
                     tx.write_rtp(w);
                     self.drive(r, now);
                 }

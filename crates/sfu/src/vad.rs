@@ -91,7 +91,7 @@ mod tests {
 
     /// Alternating loud/quiet levels: a deviation well above 10.
     fn speech(i: usize) -> u8 {
-        if i % 2 == 0 { 20 } else { 60 }
+        if i.is_multiple_of(2) { 20 } else { 60 }
     }
 
     #[test]

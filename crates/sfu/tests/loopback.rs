@@ -44,6 +44,7 @@ struct Client {
     media_in: Vec<(Mid, Vec<u8>)>,
     media_added: Vec<(Mid, MediaKind)>,
     stream_ids: BTreeMap<String, String>,
+    keyframe_requests: usize,
 }
 
 impl Client {
@@ -63,6 +64,7 @@ impl Client {
             media_in: vec![],
             media_added: vec![],
             stream_ids: BTreeMap::new(),
+            keyframe_requests: 0,
         }
     }
 
@@ -238,10 +240,13 @@ impl Net {
                                         ch.write(true, &DcMessage::Sdp(zlib(&j)).encode()).unwrap();
                                     } else {
                                         let ans = SdpAnswer::from_sdp_string(sdp).unwrap();
-                                        c.rtc
-                                            .sdp_api()
-                                            .accept_answer(c.pending.take().unwrap(), ans)
-                                            .unwrap();
+                                        let pending = c.pending.take().unwrap_or_else(|| {
+                                            panic!("{}: answer without offer", c.sid)
+                                        });
+                                        if let Err(e) = c.rtc.sdp_api().accept_answer(pending, ans)
+                                        {
+                                            panic!("{}: {e}\n{sdp}", c.sid);
+                                        }
                                     }
                                 }
                                 c.dc_in.push(m);
@@ -256,6 +261,7 @@ impl Net {
                                 c.media_added.push((m.mid, m.kind));
                             }
                             Event::MediaData(d) => c.media_in.push((d.mid, d.data.to_vec())),
+                            Event::KeyframeRequest(_) => c.keyframe_requests += 1,
                             _ => {}
                         },
                     }
@@ -436,4 +442,194 @@ fn junk_datagrams_are_dropped() {
     net.run(Duration::from_millis(300));
     assert!(net.client("A").dc_in.contains(&DcMessage::Pong));
     assert!(net.sfu.poll_output().is_none());
+}
+
+fn rtc_msg(sid: &str, ty: RtcMessageType, data: &[u8]) -> RtcMessage {
+    RtcMessage {
+        session_id: sid.into(),
+        ..RtcMessage::new(ty, data.to_vec())
+    }
+}
+
+/// The client renegotiates over the data channel after adding media.
+fn client_offer(
+    net: &mut Net,
+    sid: &str,
+    f: impl FnOnce(&mut str0m::change::SdpApi) -> Mid,
+) -> Mid {
+    let c = net.client(sid);
+    let mut api = c.rtc.sdp_api();
+    let mid = f(&mut api);
+    let (offer, pending) = api.apply().unwrap();
+    assert!(c.pending.is_none(), "{sid}: offer while another is pending");
+    c.pending = Some(pending);
+    let sdp = offer.to_sdp_string();
+    let j = serde_json::to_vec(&serde_json::json!({"type":"offer","sdp":sdp})).unwrap();
+    c.dc_send(&DcMessage::Sdp(zlib(&j)));
+    mid
+}
+
+fn last_media_map(c: &Client) -> Vec<(String, calls_proto::dc::TrackInfo)> {
+    c.dc_in
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            DcMessage::MediaMap(e) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    let viewers: Vec<String> = (0..10).map(|i| format!("V{i}")).collect();
+    for (i, v) in viewers.iter().enumerate() {
+        net.join(v, &format!("10.0.1.{}:5000", i + 1));
+    }
+    net.run(Duration::from_secs(3));
+
+    // A video track whose stream ID was not announced with screen_on/video_on is refused.
+    client_offer(&mut net, "A", |api| {
+        api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("stray".into()),
+            None,
+            None,
+        )
+    });
+    net.run(Duration::from_millis(500));
+    assert!(
+        net.clients.iter().all(|c| c.media_added.is_empty()),
+        "unexpected video is not forwarded"
+    );
+
+    // screen_on first, then the screen track.
+    net.sfu
+        .handle_rtc(
+            rtc_msg(
+                "A",
+                RtcMessageType::ScreenOn,
+                br#"{"screenStreamID":"scrA"}"#,
+            ),
+            net.now,
+        )
+        .unwrap();
+    let screen = client_offer(&mut net, "A", |api| {
+        api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some("scrA".into()),
+            None,
+            None,
+        )
+    });
+    net.run(Duration::from_secs(1));
+    for v in &viewers {
+        let c = net.client(v);
+        let map = last_media_map(c);
+        assert_eq!(map.len(), 1, "{v}: {map:?}");
+        assert_eq!(map[0].1.track_type, "screen");
+        assert_eq!(c.media_added.len(), 1);
+        assert_eq!(c.stream_ids.values().next().unwrap(), "A");
+    }
+    // A second sharer in the same call is refused.
+    let e = net
+        .sfu
+        .handle_rtc(
+            rtc_msg(
+                "V0",
+                RtcMessageType::ScreenOn,
+                br#"{"screenStreamID":"scrV"}"#,
+            ),
+            net.now,
+        )
+        .unwrap_err();
+    assert!(e.contains("already has a screen sharer"), "{e}");
+
+    // A shares frames; every viewer receives them.
+    for i in 0..30u64 {
+        let now = net.now;
+        let a = net.client("A");
+        let pt = a.rtc.media(screen).unwrap().remote_pts()[0];
+        // A VP8 keyframe-like payload (the depacketizer only needs a valid descriptor).
+        a.rtc
+            .writer(screen)
+            .unwrap()
+            .write(
+                pt,
+                now,
+                MediaTime::from_90khz(i * 3000),
+                vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 5, 5],
+            )
+            .unwrap();
+        net.run(Duration::from_millis(33));
+    }
+    for v in &viewers {
+        let n = net.client(v).media_in.len();
+        assert!(n >= 25, "{v} got {n} of 30 screen frames");
+    }
+
+    // Ten viewers ask for a keyframe at once: the sharer gets one request per second at most.
+    let ask = |net: &mut Net| {
+        for v in &viewers {
+            let c = net.client(v);
+            let mid = c.media_added[0].0;
+            c.rtc
+                .writer(mid)
+                .unwrap()
+                .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+                .unwrap();
+        }
+    };
+    net.client("A").keyframe_requests = 0;
+    ask(&mut net);
+    net.run(Duration::from_millis(500));
+    ask(&mut net);
+    net.run(Duration::from_millis(300));
+    assert_eq!(
+        net.client("A").keyframe_requests,
+        1,
+        "one PLI reaches the sharer within a second"
+    );
+    net.run(Duration::from_millis(400));
+    ask(&mut net);
+    net.run(Duration::from_millis(300));
+    assert_eq!(
+        net.client("A").keyframe_requests,
+        2,
+        "and the next one after a second"
+    );
+
+    // screen_off removes the track from every viewer with a renegotiation.
+    net.sfu
+        .handle_rtc(rtc_msg("A", RtcMessageType::ScreenOff, b""), net.now)
+        .unwrap();
+    net.run(Duration::from_millis(500));
+    for v in &viewers {
+        let c = net.client(v);
+        assert!(
+            last_media_map(c).is_empty(),
+            "{v}: the screen is gone from the MediaMap"
+        );
+        let mid = c.media_added[0].0;
+        let media = c.rtc.media(mid);
+        assert!(
+            media.is_none_or(|m| m.direction() == Direction::Inactive || m.stopped()),
+            "{v}: the transceiver is stopped"
+        );
+    }
+    // Now another session may share.
+    net.sfu
+        .handle_rtc(
+            rtc_msg(
+                "V0",
+                RtcMessageType::ScreenOn,
+                br#"{"screenStreamID":"scrV"}"#,
+            ),
+            net.now,
+        )
+        .unwrap();
 }
