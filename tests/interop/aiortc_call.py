@@ -11,6 +11,7 @@ import asyncio
 import base64
 import fractions
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -99,6 +100,7 @@ async def main(base):
         if e.code != 400:
             raise
     clients = {"A": Client("A"), "B": Client("B")}
+    closed = set()
     result = {}
     async with connect(base.replace("http://", "ws://") + "/ws", additional_headers={"Authorization": basic}) as ws:
         u = msgpack.Unpacker(raw=False)
@@ -118,6 +120,9 @@ async def main(base):
                 u = msgpack.Unpacker(raw=False)
                 u.feed(raw)
                 t, data = list(u)
+                if t == "close":
+                    closed.add(data["sessionID"])
+                    continue
                 if t != "rtc":
                     continue
                 c = clients[data["session_id"]]
@@ -163,16 +168,40 @@ async def main(base):
             if b.audio_frames >= 50:
                 break
             await asyncio.sleep(0.05)
+        # Junk floods the media port at a bounded rate (4000 datagrams over 2 s) while A talks:
+        # B's audio must keep flowing.
+        host, port = result["candidates"][0].split()[4], int(result["candidates"][0].split()[5])
+        junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        before = b.audio_frames
+        for i in range(40):
+            for j in range(100):
+                junk.sendto(bytes([(i * 7 + j) % 256]) * (20 + j * 11), (host, port))
+            await asyncio.sleep(0.05)
+        junk.close()
+        result["audio_frames_during_flood"] = b.audio_frames - before
+
         maps = [m for m in b.dc_msgs if m and m[0] == 9]
         result["media_map"] = maps[0][1] if maps else None
         result["b_tracks"] = len(b.tracks)
         result["b_audio_frames"] = b.audio_frames
+        # A leaves through the plugin; B's peer goes away on its own. Both end with `close`.
+        await ws.send(frame("leave", {"sessionID": "A"}))
+        await b.pc.close()
+        for _ in range(200):
+            if {"A", "B"} <= closed:
+                break
+            await asyncio.sleep(0.05)
+        result["closed"] = sorted(closed)
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        gauge = [l for l in metrics.splitlines() if l.startswith('rtcd_rtc_sessions_total{groupID="aiortc-plugin"}')]
+        result["sessions_gauge"] = float(gauge[0].split()[-1]) if gauge else None
         pumper.cancel()
-        for c in clients.values():
-            await c.pc.close()
+        await a.pc.close()
     print(json.dumps(result))
     ok = (result.get("dc_pong") and result["b_audio_frames"] >= 50 and result["media_map"]
-          and list(result["media_map"].values())[0]["type"] == "voice")
+          and list(result["media_map"].values())[0]["type"] == "voice"
+          and result["audio_frames_during_flood"] >= 60
+          and result["closed"] == ["A", "B"] and result["sessions_gauge"] == 0)
     sys.exit(0 if ok else 1)
 
 

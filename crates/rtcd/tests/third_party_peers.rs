@@ -67,6 +67,16 @@ fn aiortc_peers_connect_and_hear_each_other() {
     let map = v["media_map"].as_object().unwrap();
     assert_eq!(map.values().next().unwrap()["sender_id"], "B");
     assert!(
+        v["audio_frames_during_flood"].as_u64().unwrap() >= 60,
+        "audio kept flowing during the junk flood: {v}"
+    );
+    assert_eq!(
+        v["closed"],
+        serde_json::json!(["A", "B"]),
+        "leave and peer close both end with close: {v}"
+    );
+    assert_eq!(v["sessions_gauge"], 0.0, "{v}");
+    assert!(
         v["candidates"]
             .as_array()
             .unwrap()

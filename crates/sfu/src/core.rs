@@ -914,6 +914,16 @@ impl Sfu {
                 });
             }
             Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
+            // The peer closed DTLS or its SCTP association died: the session is over.
+            Event::Closed => {
+                if let Some(sid) = self.peers.get(&id).map(|p| p.cfg.session_id.clone()) {
+                    self.out.push_back(SfuOutput::SessionEnded {
+                        session_id: sid.clone(),
+                        reason: "peer closed the connection".into(),
+                    });
+                    self.close_session(&sid, now);
+                }
+            }
             _ => {}
         }
     }
@@ -970,9 +980,10 @@ impl Sfu {
             .collect();
         for r in receivers {
             if let Some(rp) = self.peers.get_mut(&r)
-                && rp.tracks_ready {
-                    rp.to_add.insert(key);
-                }
+                && rp.tracks_ready
+            {
+                rp.to_add.insert(key);
+            }
             self.negotiate(r, now);
         }
     }
