@@ -170,7 +170,8 @@ async def main(base):
             await asyncio.sleep(0.05)
         # Junk floods the media port at a bounded rate (4000 datagrams over 2 s) while A talks:
         # B's audio must keep flowing.
-        host, port = result["candidates"][0].split()[4], int(result["candidates"][0].split()[5])
+        udp = [c for c in result["candidates"] if c.split()[2] == "udp"][0].split()
+        host, port = udp[4], int(udp[5])
         junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         before = b.audio_frames
         for i in range(40):

@@ -59,7 +59,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
 
     let (shell, endpoints) = media::bind(&cfg.rtc).await?;
     for e in &endpoints {
-        tracing::info!(local = %e.local, advertised = %e.advertised, "rtc: listening for UDP media");
+        tracing::info!(local = %e.local, advertised = %e.advertised, "rtc: listening for media (UDP, then ICE-TCP)");
     }
     let (plane, media_cmds) = media::channel();
     let control = service::spawn(Box::new(plane));

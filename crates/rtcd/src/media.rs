@@ -21,10 +21,25 @@ const QUEUE: usize = 2000;
 ///   every EXT of the list for them).
 /// - `ice_host_port_override`: applies only to addresses that an override changed, never to
 ///   local ones; the `LOCALIP/PORT` form picks the entry of this node's own IP.
-pub fn endpoints(rtc: &RtcConfig, local_ips: &[IpAddr]) -> Result<Vec<Endpoint>, String> {
-    let port = rtc.ice_port_udp as u16;
-    let mut ips =
-        parse_ip_list(&rtc.ice_address_udp).map_err(|e| format!("rtc.ice_address_udp: {e}"))?;
+pub fn endpoints(
+    rtc: &RtcConfig,
+    local_ips: &[IpAddr],
+    tcp: bool,
+) -> Result<Vec<Endpoint>, String> {
+    let (key, list, port) = if tcp {
+        (
+            "rtc.ice_address_tcp",
+            &rtc.ice_address_tcp,
+            rtc.ice_port_tcp as u16,
+        )
+    } else {
+        (
+            "rtc.ice_address_udp",
+            &rtc.ice_address_udp,
+            rtc.ice_port_udp as u16,
+        )
+    };
+    let mut ips = parse_ip_list(list).map_err(|e| format!("{key}: {e}"))?;
     if ips.is_empty() || ips.iter().any(|ip| ip.is_unspecified()) {
         ips = local_ips.to_vec();
     }
@@ -84,7 +99,7 @@ pub fn endpoints(rtc: &RtcConfig, local_ips: &[IpAddr]) -> Result<Vec<Endpoint>,
         }
     }
     if out.is_empty() {
-        return Err("no valid address to listen on was found (rtc.ice_address_udp)".into());
+        return Err(format!("no valid address to listen on was found ({key})"));
     }
     Ok(out)
 }
@@ -111,11 +126,14 @@ impl MediaPlane for SfuPlane {
 pub async fn bind(rtc: &RtcConfig) -> Result<(Shell, Vec<Endpoint>), String> {
     let ips = calls_sfu::shell::local_ips(rtc.enable_ipv6)
         .map_err(|e| format!("failed to list local addresses: {e}"))?;
-    let eps = endpoints(rtc, &ips)?;
-    let shell = Shell::bind(&eps)
-        .await
-        .map_err(|e| format!("{e} (rtc.ice_address_udp / rtc.ice_port_udp)"))?;
-    Ok((shell, eps))
+    let udp = endpoints(rtc, &ips, false)?;
+    let tcp = endpoints(rtc, &ips, true)?;
+    let shell = Shell::bind(&udp, &tcp).await.map_err(|e| {
+        format!(
+            "{e} (rtc.ice_address_udp, rtc.ice_port_udp, rtc.ice_address_tcp, rtc.ice_port_tcp)"
+        )
+    })?;
+    Ok((shell, udp.into_iter().chain(tcp).collect()))
 }
 
 /// The plane to give the control task, and the receiver the SFU task will read.
@@ -154,6 +172,10 @@ mod tests {
         c
     }
 
+    fn endpoints_udp(rtc: &RtcConfig, ips: &[IpAddr]) -> Result<Vec<Endpoint>, String> {
+        endpoints(rtc, ips, false)
+    }
+
     fn adv(eps: &[Endpoint]) -> Vec<String> {
         eps.iter()
             .map(|e| format!("{}>{}", e.local, e.advertised))
@@ -164,7 +186,7 @@ mod tests {
     fn advertised_addresses_follow_rtcd_rules() {
         let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
         assert_eq!(
-            adv(&endpoints(&rtc("", "", ""), &ips).unwrap()),
+            adv(&endpoints_udp(&rtc("", "", ""), &ips).unwrap()),
             [
                 "127.0.0.1:8443>127.0.0.1:8443",
                 "10.0.0.5:8443>10.0.0.5:8443"
@@ -172,7 +194,7 @@ mod tests {
         );
         // A single override IP replaces non-loopback addresses only; the port override follows it.
         assert_eq!(
-            adv(&endpoints(&rtc("", "8.8.8.8", "30443"), &ips).unwrap()),
+            adv(&endpoints_udp(&rtc("", "8.8.8.8", "30443"), &ips).unwrap()),
             [
                 "127.0.0.1:8443>127.0.0.1:8443",
                 "10.0.0.5:8443>8.8.8.8:30443"
@@ -180,12 +202,12 @@ mod tests {
         );
         // With one local address, even loopback is mapped.
         assert_eq!(
-            adv(&endpoints(&rtc("127.0.0.1", "1.2.3.4", ""), &ips).unwrap()),
+            adv(&endpoints_udp(&rtc("127.0.0.1", "1.2.3.4", ""), &ips).unwrap()),
             ["127.0.0.1:8443>1.2.3.4:8443"]
         );
         // NAT pairs map exactly the listed addresses.
         assert_eq!(
-            adv(&endpoints(&rtc("", "8.8.4.4/10.0.0.5", ""), &ips).unwrap()),
+            adv(&endpoints_udp(&rtc("", "8.8.4.4/10.0.0.5", ""), &ips).unwrap()),
             [
                 "127.0.0.1:8443>127.0.0.1:8443",
                 "10.0.0.5:8443>8.8.4.4:8443"
@@ -193,22 +215,30 @@ mod tests {
         );
         // The LOCALIP/PORT form picks this node's entry; local addresses keep the real port.
         assert_eq!(
-            adv(&endpoints(&rtc("", "8.8.8.8", "10.0.0.9/1111,10.0.0.5/2222"), &ips).unwrap()),
+            adv(&endpoints_udp(&rtc("", "8.8.8.8", "10.0.0.9/1111,10.0.0.5/2222"), &ips).unwrap()),
             [
                 "127.0.0.1:8443>127.0.0.1:8443",
                 "10.0.0.5:8443>8.8.8.8:2222"
             ]
         );
         assert_eq!(
-            adv(&endpoints(&rtc("", "", "30443"), &ips).unwrap())[1],
+            adv(&endpoints_udp(&rtc("", "", "30443"), &ips).unwrap())[1],
             "10.0.0.5:8443>10.0.0.5:8443",
             "no override, no port change"
         );
         assert_eq!(
-            adv(&endpoints(&rtc("0.0.0.0", "", ""), &ips).unwrap()).len(),
+            adv(&endpoints_udp(&rtc("0.0.0.0", "", ""), &ips).unwrap()).len(),
             2,
             "0.0.0.0 means every interface"
         );
-        assert!(endpoints(&rtc("", "", ""), &[]).is_err());
+        assert!(endpoints(&rtc("", "", ""), &[], false).is_err());
+        // TCP follows its own address list and port, with the same overrides.
+        let mut c = rtc("", "8.8.8.8", "30443");
+        c.ice_address_tcp = "10.0.0.5".into();
+        c.ice_port_tcp = 9443;
+        assert_eq!(
+            adv(&endpoints(&c, &ips, true).unwrap()),
+            ["10.0.0.5:9443>8.8.8.8:30443"]
+        );
     }
 }

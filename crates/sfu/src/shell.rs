@@ -15,8 +15,29 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 use str0m::net::Protocol;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+
+/// Frames queued for one ICE-TCP connection before further ones are dropped.
+const TCP_QUEUE: usize = 1024;
+
+/// What the socket tasks hand to the core task.
+enum Ingress {
+    Packet {
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    },
+    TcpOpen {
+        peer: SocketAddr,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
+    TcpClosed {
+        peer: SocketAddr,
+    },
+}
 
 /// What the control plane asks of the media plane.
 #[derive(Debug)]
@@ -61,19 +82,31 @@ pub fn local_ips(enable_ipv6: bool) -> std::io::Result<Vec<IpAddr>> {
 
 pub struct Shell {
     sockets: Vec<(Endpoint, Arc<UdpSocket>)>,
+    tcp: Vec<(Endpoint, TcpListener)>,
 }
 
 impl Shell {
-    /// Binds one UDP socket per endpoint. Fails with the address that could not be bound.
-    pub async fn bind(endpoints: &[Endpoint]) -> Result<Self, String> {
+    /// Binds one UDP socket per UDP endpoint and one ICE-TCP listener per TCP endpoint. Fails
+    /// with the address that could not be bound.
+    pub async fn bind(udp: &[Endpoint], tcp: &[Endpoint]) -> Result<Self, String> {
         let mut sockets = Vec::new();
-        for e in endpoints {
+        for e in udp {
             let s = UdpSocket::bind(e.local)
                 .await
                 .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?;
             sockets.push((*e, Arc::new(s)));
         }
-        Ok(Self { sockets })
+        let mut listeners = Vec::new();
+        for e in tcp {
+            let l = TcpListener::bind(e.local)
+                .await
+                .map_err(|err| format!("cannot listen on TCP {}: {err}", e.local))?;
+            listeners.push((*e, l));
+        }
+        Ok(Self {
+            sockets,
+            tcp: listeners,
+        })
     }
 
     /// Runs the SFU until the command channel closes.
@@ -84,9 +117,12 @@ impl Shell {
     ) -> tokio::task::JoinHandle<()> {
         let cfg = SfuConfig {
             udp_candidates: self.sockets.iter().map(|(e, _)| e.advertised).collect(),
-            tcp_candidates: Vec::new(),
+            tcp_candidates: self.tcp.iter().map(|(e, _)| e.advertised).collect(),
         };
-        let (dgram_tx, mut dgram_rx) = mpsc::channel::<(SocketAddr, SocketAddr, Vec<u8>)>(4096);
+        let (dgram_tx, mut dgram_rx) = mpsc::channel::<Ingress>(4096);
+        for (e, listener) in self.tcp {
+            tokio::spawn(accept_loop(listener, e.advertised, dgram_tx.clone()));
+        }
         let mut by_advertised: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
         for (e, sock) in &self.sockets {
             by_advertised.insert(e.advertised, sock.clone());
@@ -96,7 +132,13 @@ impl Shell {
                 loop {
                     match sock.recv_from(&mut buf).await {
                         Ok((n, src)) => {
-                            if tx.send((src, advertised, buf[..n].to_vec())).await.is_err() {
+                            let p = Ingress::Packet {
+                                proto: Protocol::Udp,
+                                source: src,
+                                destination: advertised,
+                                data: buf[..n].to_vec(),
+                            };
+                            if tx.send(p).await.is_err() {
                                 break;
                             }
                         }
@@ -108,6 +150,7 @@ impl Shell {
         drop(dgram_tx);
         tokio::spawn(async move {
             let mut sfu = Sfu::new(cfg);
+            let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
             loop {
                 let deadline = sfu.poll_timeout();
                 tokio::select! {
@@ -124,14 +167,37 @@ impl Shell {
                             tracing::warn!(error = %e, "media command failed");
                         }
                     }
-                    d = dgram_rx.recv() => {
-                        let Some((src, dst, data)) = d else { break };
-                        sfu.handle_datagram(Instant::now(), Protocol::Udp, src, dst, &data);
-                    }
+                    d = dgram_rx.recv() => match d {
+                        None => break,
+                        Some(Ingress::Packet { proto, source, destination, data }) => {
+                            sfu.handle_datagram(Instant::now(), proto, source, destination, &data)
+                        }
+                        Some(Ingress::TcpOpen { peer, tx }) => {
+                            tcp_conns.insert(peer, tx);
+                        }
+                        Some(Ingress::TcpClosed { peer }) => {
+                            tcp_conns.remove(&peer);
+                        }
+                    },
                     _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
                 }
                 while let Some(o) = sfu.poll_output() {
                     match o {
+                        SfuOutput::Transmit {
+                            proto: Protocol::Tcp,
+                            destination,
+                            contents,
+                            ..
+                        } => match tcp_conns.get(&destination) {
+                            Some(tx) => {
+                                if tx.try_send(contents).is_err() {
+                                    tracing::debug!(%destination, "ice-tcp send queue full: frame dropped");
+                                }
+                            }
+                            None => {
+                                tracing::debug!(%destination, "no ice-tcp connection for frame")
+                            }
+                        },
                         SfuOutput::Transmit {
                             source,
                             destination,
@@ -159,6 +225,75 @@ impl Shell {
             }
         })
     }
+}
+
+/// Accepts ICE-TCP connections (RFC 6544 passive); each carries RFC 4571 frames.
+async fn accept_loop(
+    listener: TcpListener,
+    advertised: SocketAddr,
+    ingress: mpsc::Sender<Ingress>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(tcp_conn(stream, peer, advertised, ingress.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ice-tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One ICE-TCP connection: 2-byte big-endian length, then the packet, both ways.
+async fn tcp_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    advertised: SocketAddr,
+    ingress: mpsc::Sender<Ingress>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+    if ingress.send(Ingress::TcpOpen { peer, tx }).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let Ok(len) = u16::try_from(frame.len()) else {
+                continue;
+            };
+            let mut buf = Vec::with_capacity(frame.len() + 2);
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(&frame);
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut len = [0u8; 2];
+    let mut buf = vec![0u8; u16::MAX as usize];
+    loop {
+        if rd.read_exact(&mut len).await.is_err() {
+            break;
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if rd.read_exact(&mut buf[..n]).await.is_err() {
+            break;
+        }
+        let p = Ingress::Packet {
+            proto: Protocol::Tcp,
+            source: peer,
+            destination: advertised,
+            data: buf[..n].to_vec(),
+        };
+        if ingress.send(p).await.is_err() {
+            break;
+        }
+    }
+    writer.abort();
+    let _ = ingress.send(Ingress::TcpClosed { peer }).await;
 }
 
 fn forward(reports: &mpsc::Sender<Report>, r: Report) {

@@ -79,6 +79,16 @@ impl Drop for NetNs {
     }
 }
 
+/// A TCP port in rtcd's allowed range that is free on 127.0.0.1 right now.
+pub fn free_tcp_port() -> u16 {
+    loop {
+        let p = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// A UDP port in rtcd's allowed range (80..49151) that is free on 127.0.0.1 right now.
 pub fn free_udp_port() -> u16 {
     use std::net::UdpSocket;
@@ -135,6 +145,8 @@ pub fn start_in(dir: &Path, env: &[(&str, &str)], args: &[String], netns: Option
         // Media on loopback only, on a port of its own (tests run in parallel).
         .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
         .env("RTCD_RTC_ICEPORTUDP", free_udp_port().to_string())
+        .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
+        .env("RTCD_RTC_ICEPORTTCP", free_tcp_port().to_string())
         .env("RTCD_STORE_DATASOURCE", dir.join("db"))
         .env("RTCD_LOGGER_ENABLEFILE", "false")
         .env("RTCD_LOGGER_CONSOLEJSON", "true")
@@ -145,6 +157,9 @@ pub fn start_in(dir: &Path, env: &[(&str, &str)], args: &[String], netns: Option
         .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        cmd.env("RUST_LOG", filter); // debugging aid: RUST_LOG=str0m=debug cargo test …
     }
     let mut child = cmd.spawn().expect("spawn rtcd");
     let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
@@ -339,6 +354,17 @@ pub async fn expect_silence(ws: &mut Ws, window: Duration) {
 
 pub async fn send(ws: &mut Ws, m: &ClientMessage) {
     ws.send(Message::Binary(m.encode().into())).await.unwrap();
+}
+
+/// Waits for `close` for `sid`, skipping trickled candidates and other signaling on the way.
+pub async fn recv_close(ws: &mut Ws, sid: &str) {
+    loop {
+        match recv(ws, Duration::from_secs(5)).await {
+            ClientMessage::Close { session_id } if session_id == sid => return,
+            ClientMessage::Rtc(_) => continue,
+            other => panic!("expected close for {sid}, got {other:?}"),
+        }
+    }
 }
 
 pub async fn hello(ws: &mut Ws) -> (String, String) {
