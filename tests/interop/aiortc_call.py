@@ -196,6 +196,10 @@ async def main(base):
         metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
         gauge = [l for l in metrics.splitlines() if l.startswith('rtcd_rtc_sessions_total{groupID="aiortc-plugin"}')]
         result["sessions_gauge"] = float(gauge[0].split()[-1]) if gauge else None
+        def series(prefix):
+            return {l.split(" ")[0]: float(l.split(" ")[-1]) for l in metrics.splitlines() if l.startswith(prefix)}
+        result["conn_states"] = series("rtcd_rtc_conn_states_total")
+        result["tracks"] = series("rtcd_rtc_rtp_tracks_total")
         pumper.cancel()
         await a.pc.close()
     print(json.dumps(result))

@@ -128,11 +128,12 @@ pub async fn bind(rtc: &RtcConfig) -> Result<(Shell, Vec<Endpoint>), String> {
         .map_err(|e| format!("failed to list local addresses: {e}"))?;
     let udp = endpoints(rtc, &ips, false)?;
     let tcp = endpoints(rtc, &ips, true)?;
-    let shell = Shell::bind(&udp, &tcp).await.map_err(|e| {
+    let mut shell = Shell::bind(&udp, &tcp).await.map_err(|e| {
         format!(
             "{e} (rtc.ice_address_udp, rtc.ice_port_udp, rtc.ice_address_tcp, rtc.ice_port_tcp)"
         )
     })?;
+    shell.nack_buffer_size = rtc.nack_buffer_size as usize;
     Ok((shell, udp.into_iter().chain(tcp).collect()))
 }
 

@@ -76,6 +76,20 @@ fn aiortc_peers_connect_and_hear_each_other() {
         "leave and peer close both end with close: {v}"
     );
     assert_eq!(v["sessions_gauge"], 0.0, "{v}");
+    let states = &v["conn_states"];
+    assert_eq!(
+        states["rtcd_rtc_conn_states_total{type=\"connected\"}"], 2.0,
+        "{v}"
+    );
+    assert_eq!(
+        states["rtcd_rtc_conn_states_total{type=\"closed\"}"], 2.0,
+        "{v}"
+    );
+    let tracks = v["tracks"].as_object().unwrap();
+    assert!(
+        !tracks.is_empty() && tracks.values().all(|n| n.as_f64() == Some(0.0)),
+        "tracks freed: {v}"
+    );
     for c in v["candidates"].as_array().unwrap() {
         let c = c.as_str().unwrap();
         if c.contains(" udp ") {

@@ -37,6 +37,19 @@ pub const DEFAULT_LAYER: &str = "l";
 pub struct SfuConfig {
     pub udp_candidates: Vec<SocketAddr>,
     pub tcp_candidates: Vec<SocketAddr>,
+    /// Video packets kept per stream to answer NACKs (`rtc.nack_buffer_size`; 0 means 256). The
+    /// buffer holds owned copies, so wrapping can never corrupt a packet.
+    pub nack_buffer_size: usize,
+}
+
+fn mime(codec: Option<str0m::format::Codec>) -> &'static str {
+    use str0m::format::Codec;
+    match codec {
+        Some(Codec::Opus) => "audio/opus",
+        Some(Codec::Vp8) => "video/VP8",
+        Some(Codec::Av1) => "video/AV1",
+        _ => "unknown",
+    }
 }
 
 /// What the I/O shell must do.
@@ -67,6 +80,7 @@ struct TrackIn {
     /// `"<type>_<publisher session>_<8 chars>"`: clients parse type and sender from it.
     track_id: String,
     track_type: &'static str,
+    mime: &'static str,
     /// Sent as simulcast layers (`l`/`h`); receivers get one of them.
     simulcast: bool,
 }
@@ -91,6 +105,7 @@ struct TrackOut {
     state: OutState,
     /// The publisher's layer this receiver gets; `None` for single-layer tracks.
     rid: Option<Rid>,
+    mime: &'static str,
 }
 
 struct Peer {
@@ -120,6 +135,9 @@ struct Peer {
     vad: Option<crate::vad::Vad>,
     disconnected_since: Option<Instant>,
     next_timeout: Option<Instant>,
+    created: Instant,
+    answered_at: Option<Instant>,
+    connected: bool,
     addrs: Vec<(Protocol, SocketAddr)>,
 }
 
@@ -226,6 +244,11 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_av1(true)
+            .set_send_buffer_video(if self.cfg.nack_buffer_size == 0 {
+                256
+            } else {
+                self.cfg.nack_buffer_size
+            })
             .build(now);
         for a in &self.cfg.udp_candidates {
             if let Ok(c) = Candidate::host(*a, "udp") {
@@ -276,6 +299,9 @@ impl Sfu {
                 vad: None,
                 disconnected_since: None,
                 next_timeout: None,
+                created: now,
+                answered_at: None,
+                connected: false,
                 addrs: Vec::new(),
             },
         );
@@ -292,6 +318,13 @@ impl Sfu {
             return;
         };
         peer.rtc.disconnect();
+        crate::metrics::conn_state("closed");
+        for t in &peer.tracks_in {
+            crate::metrics::track(&peer.cfg.group_id, "in", t.mime, -1.0);
+        }
+        for t in &peer.out {
+            crate::metrics::track(&peer.cfg.group_id, "out", t.mime, -1.0);
+        }
         self.by_ufrag.remove(&peer.ufrag);
         for a in &peer.addrs {
             self.by_addr.remove(a);
@@ -333,6 +366,9 @@ impl Sfu {
                 rp.to_remove.insert(o.mid);
                 removed = true;
             }
+        }
+        for o in rp.out.iter().filter(|o| matches(o)) {
+            crate::metrics::track(&rp.cfg.group_id, "out", o.mime, -1.0);
         }
         rp.out.retain(|o| !matches(o));
         if removed {
@@ -421,6 +457,9 @@ impl Sfu {
                     .filter(|t| t.track_type == "screen")
                     .map(|t| t.mid)
                     .collect();
+                for t in p.tracks_in.iter().filter(|t| t.track_type == "screen") {
+                    crate::metrics::track(&p.cfg.group_id, "in", t.mime, -1.0);
+                }
                 p.tracks_in.retain(|t| t.track_type != "screen");
                 // Forwarded screen-audio is left in place, as in rtcd.
                 let receivers: Vec<PeerId> =
@@ -686,7 +725,9 @@ impl Sfu {
                 track_type: t.track_type,
                 state: OutState::Negotiating,
                 rid: t.simulcast.then(|| Rid::from(DEFAULT_LAYER)),
+                mime: t.mime,
             });
+            crate::metrics::track(&peer.cfg.group_id, "out", t.mime, 1.0);
         }
         let Some((offer, pending)) = api.apply() else {
             return;
@@ -770,6 +811,15 @@ impl Sfu {
                     tracing::warn!(error = %e, "data-channel sdp failed");
                 }
             }
+            DcMessage::LossRate(v) if v.is_finite() => {
+                crate::metrics::seconds(crate::metrics::CLIENT_LOSS, &peer.cfg.group_id, v)
+            }
+            DcMessage::RoundTripTime(v) if v.is_finite() => {
+                crate::metrics::seconds(crate::metrics::CLIENT_RTT, &peer.cfg.group_id, v)
+            }
+            DcMessage::Jitter(v) if v.is_finite() => {
+                crate::metrics::seconds(crate::metrics::CLIENT_JITTER, &peer.cfg.group_id, v)
+            }
             DcMessage::LossRate(_) | DcMessage::RoundTripTime(_) | DcMessage::Jitter(_) => {}
             DcMessage::Pong | DcMessage::MediaMap(_) => {}
         }
@@ -824,7 +874,22 @@ impl Sfu {
         match e {
             Event::IceConnectionStateChange(s) => {
                 if let Some(p) = self.peers.get_mut(&id) {
+                    if matches!(
+                        s,
+                        IceConnectionState::Connected | IceConnectionState::Completed
+                    ) && !p.connected
+                    {
+                        p.connected = true;
+                        crate::metrics::conn_state("connected");
+                        let secs = now.saturating_duration_since(p.created).as_secs_f64();
+                        crate::metrics::seconds(
+                            crate::metrics::CONNECTION_TIME,
+                            &p.cfg.group_id,
+                            secs,
+                        );
+                    }
                     if s == IceConnectionState::Disconnected {
+                        crate::metrics::conn_state("disconnected");
                         p.disconnected_since.get_or_insert(now);
                     } else if matches!(
                         s,
@@ -838,6 +903,10 @@ impl Sfu {
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
+                if let (None, Some(t)) = (p.dc, p.answered_at) {
+                    let secs = now.saturating_duration_since(t).as_secs_f64();
+                    crate::metrics::seconds(crate::metrics::DC_OPEN_TIME, &p.cfg.group_id, secs);
+                }
                 p.dc = Some(cid);
                 if !p.tracks_ready {
                     p.tracks_ready = true;
@@ -953,13 +1022,33 @@ impl Sfu {
             }
         };
         // One slot per type and publisher: a second voice (or screen) track replaces the first.
+        for old in p.tracks_in.iter().filter(|t| t.track_type == track_type) {
+            crate::metrics::track(&p.cfg.group_id, "in", old.mime, -1.0);
+        }
         p.tracks_in.retain(|t| t.track_type != track_type);
+        let codec = p
+            .rtc
+            .media(mid)
+            .and_then(|m| m.remote_pts().first().copied())
+            .and_then(|pt| {
+                p.rtc
+                    .codec_config()
+                    .iter()
+                    .find(|c| c.pt() == pt)
+                    .map(|c| c.spec().codec)
+            });
+        let mime = match kind {
+            MediaKind::Audio => "audio/opus",
+            MediaKind::Video => mime(codec),
+        };
+        crate::metrics::track(&p.cfg.group_id, "in", mime, 1.0);
         let track_id = format!("{track_type}_{}_{}", p.cfg.session_id, random_string(8));
         p.tracks_in.push(TrackIn {
             mid,
             kind,
             track_id,
             track_type,
+            mime,
             simulcast,
         });
         if track_type == "voice" {

@@ -83,6 +83,8 @@ pub fn local_ips(enable_ipv6: bool) -> std::io::Result<Vec<IpAddr>> {
 pub struct Shell {
     sockets: Vec<(Endpoint, Arc<UdpSocket>)>,
     tcp: Vec<(Endpoint, TcpListener)>,
+    /// See [`SfuConfig::nack_buffer_size`].
+    pub nack_buffer_size: usize,
 }
 
 impl Shell {
@@ -106,6 +108,7 @@ impl Shell {
         Ok(Self {
             sockets,
             tcp: listeners,
+            nack_buffer_size: 0,
         })
     }
 
@@ -118,6 +121,7 @@ impl Shell {
         let cfg = SfuConfig {
             udp_candidates: self.sockets.iter().map(|(e, _)| e.advertised).collect(),
             tcp_candidates: self.tcp.iter().map(|(e, _)| e.advertised).collect(),
+            nack_buffer_size: self.nack_buffer_size,
         };
         let (dgram_tx, mut dgram_rx) = mpsc::channel::<Ingress>(4096);
         for (e, listener) in self.tcp {

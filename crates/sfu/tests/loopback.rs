@@ -101,6 +101,7 @@ impl Net {
         let sfu = Sfu::new(SfuConfig {
             udp_candidates: vec![SFU.parse().unwrap()],
             tcp_candidates: vec![],
+            nack_buffer_size: 0,
         });
         Net {
             now: Instant::now(),

@@ -1,0 +1,33 @@
+//! The media plane's Prometheus series, under rtcd's names and labels (spec rtcd.md §5), so that
+//! existing dashboards keep working.
+
+use metrics::{counter, gauge, histogram};
+
+pub const CONN_STATES: &str = "rtcd_rtc_conn_states_total";
+pub const TRACKS: &str = "rtcd_rtc_rtp_tracks_total";
+pub const ERRORS: &str = "rtcd_rtc_errors_total";
+pub const CONNECTION_TIME: &str = "rtcd_rtc_connection_time";
+pub const DC_OPEN_TIME: &str = "rtcd_rtc_dc_open_time";
+pub const CLIENT_LOSS: &str = "rtcd_rtc_client_loss_rate";
+pub const CLIENT_RTT: &str = "rtcd_rtc_client_rtt";
+pub const CLIENT_JITTER: &str = "rtcd_rtc_client_jitter";
+
+/// `connected`, `disconnected`, `failed` or `closed`.
+pub fn conn_state(state: &'static str) {
+    counter!(CONN_STATES, "type" => state).increment(1);
+}
+
+/// Active tracks by direction (`in`/`out`) and MIME type.
+pub fn track(group: &str, direction: &'static str, mime: &'static str, delta: f64) {
+    gauge!(TRACKS, "groupID" => group.to_owned(), "direction" => direction, "type" => mime)
+        .increment(delta);
+}
+
+/// `rtp`, `ice`, `signaling`, `signaling_lock_timeout` or `track`.
+pub fn error(group: &str, kind: &'static str) {
+    counter!(ERRORS, "groupID" => group.to_owned(), "type" => kind).increment(1);
+}
+
+pub fn seconds(name: &'static str, group: &str, secs: f64) {
+    histogram!(name, "groupID" => group.to_owned()).record(secs);
+}
