@@ -91,6 +91,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
     ));
 
     shutdown_signal().await;
+    drain(&control).await;
     tracing::info!("rtcd: shutting down");
     // Close every session first, so the plugin gets a `close` for each; then let the connection
     // tasks write what they have queued (they end once the control task drops their queues).
@@ -107,6 +108,46 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("api server failed: {e}")),
         Err(e) => Err(format!("api server task failed: {e}")),
+    }
+}
+
+/// How long a SIGTERM waits for calls to end before closing what is left.
+pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Draining, as rtcd's `Stop()`: wait until every session has ended on its own (new joins are
+/// still served meanwhile), so that a rolling restart does not cut calls. rtcd waits forever;
+/// here the wait is bounded by [`DRAIN_LIMIT`], and a second SIGTERM/SIGINT stops at once.
+async fn drain(control: &service::ControlHandle) {
+    let n = control.session_count().await;
+    if n == 0 {
+        return;
+    }
+    tracing::info!(
+        sessions = n,
+        limit_secs = DRAIN_LIMIT.as_secs(),
+        "rtcd: draining: waiting for calls to end (signal again to stop now)"
+    );
+    let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+    let mut check = tokio::time::interval(std::time::Duration::from_millis(250));
+    let second = shutdown_signal();
+    tokio::pin!(second);
+    loop {
+        tokio::select! {
+            _ = &mut second => {
+                tracing::info!("rtcd: second signal: closing the remaining sessions now");
+                return;
+            }
+            _ = check.tick() => {
+                if control.session_count().await == 0 {
+                    tracing::info!("rtcd: drained: every session has ended");
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!("rtcd: drain limit reached: closing the remaining sessions");
+                    return;
+                }
+            }
+        }
     }
 }
 

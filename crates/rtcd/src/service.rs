@@ -59,6 +59,9 @@ enum Cmd {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Count {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A cheap, cloneable way to reach the control task.
@@ -133,6 +136,15 @@ impl ControlHandle {
             .map_err(|_| GONE)?;
         rx.await.map_err(|_| GONE)?
     }
+    /// How many sessions are open.
+    pub async fn session_count(&self) -> usize {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Count { reply }).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+
     /// Closes every session (sending `close` to the plugin) and stops the task.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
@@ -196,6 +208,9 @@ async fn run(mut rx: mpsc::Receiver<Cmd>, mut media: Box<dyn MediaPlane>) {
             }
             Cmd::Sessions { group, call, reply } => {
                 let _ = reply.send(core.session_configs(&group, &call));
+            }
+            Cmd::Count { reply } => {
+                let _ = reply.send(core.session_count());
             }
             Cmd::Shutdown { reply } => {
                 core.close_all();

@@ -347,7 +347,7 @@ async fn a_stalled_connection_does_not_delay_others() {
 }
 
 #[tokio::test]
-async fn sigterm_closes_every_session_and_tells_the_plugin() {
+async fn sigterm_drains_and_a_second_signal_closes_everything() {
     let (_d, r) = setup(&[]).await;
     let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
     hello(&mut ws).await;
@@ -357,11 +357,40 @@ async fn sigterm_closes_every_session_and_tells_the_plugin() {
     }
     let mark = r.log_mark();
     r.wait_log_from(mark, "\"session_id\":\"t2\"", T).await;
+    let mark = r.log_mark();
+    r.terminate();
+    r.wait_log_from(mark, "draining", T).await;
+    // Calls go on while draining, and new joins are still served.
+    send(&mut ws, &join("call2", "t3")).await;
+    send(&mut ws, &leave("t3")).await;
+    assert_eq!(recv(&mut ws, T).await, close("t3"));
+    // A second signal closes what is left, telling the plugin, and exits cleanly.
     r.terminate();
     let mut closed = vec![recv(&mut ws, T).await, recv(&mut ws, T).await];
     closed.sort_by_key(|m| format!("{m:?}"));
     assert_eq!(closed, vec![close("t1"), close("t2")]);
-    assert_eq!(r.stop(), Some(0));
+    assert_eq!(r.wait_exit(), Some(0));
+}
+
+#[tokio::test]
+async fn draining_ends_by_itself_when_the_last_call_ends() {
+    let (_d, r) = setup(&[]).await;
+    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
+    hello(&mut ws).await;
+    send(&mut ws, &join("call1", "d1")).await;
+    send(&mut ws, &offer("d1")).await;
+    r.wait_log("\"session_id\":\"d1\"", T).await;
+    let mark = r.log_mark();
+    r.terminate();
+    r.wait_log_from(mark, "draining", T).await;
+    send(&mut ws, &leave("d1")).await;
+    assert_eq!(recv(&mut ws, T).await, close("d1"));
+    r.wait_log_from(mark, "drained", T).await;
+    assert_eq!(
+        r.wait_exit(),
+        Some(0),
+        "exits once the last session has ended"
+    );
 }
 
 #[tokio::test]

@@ -493,6 +493,16 @@ impl Sfu {
             }
             _ => Ok(()),
         };
+        if res.is_err()
+            && let Some(p) = self.peers.get(&id)
+        {
+            let kind = if kind == RtcMessageType::Ice {
+                "ice"
+            } else {
+                "signaling"
+            };
+            crate::metrics::error(&p.cfg.group_id, kind);
+        }
         self.drive(id, now);
         self.flush_forwards(now);
         res

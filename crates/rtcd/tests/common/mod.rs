@@ -243,14 +243,19 @@ impl Rtcd {
     }
 
     /// SIGTERM, then waits for exit; returns the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
         self.terminate();
+        self.wait_exit()
+    }
+
+    /// Waits (up to 15 s) for the process to exit on its own; returns the exit status code.
+    pub fn wait_exit(mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st.code();
             }
-            assert!(Instant::now() < deadline, "rtcd did not exit after SIGTERM");
+            assert!(Instant::now() < deadline, "rtcd did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
