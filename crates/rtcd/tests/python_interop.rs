@@ -5,19 +5,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn python_websockets_msgpack_client_completes_the_plugin_flow() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,7 +14,7 @@ fn python_websockets_msgpack_client_completes_the_plugin_flow() {
     );
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/plugin_flow.py");
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(script)
         .arg(r.url(""))
         .output()

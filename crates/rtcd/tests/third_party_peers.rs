@@ -5,19 +5,6 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn aiortc_peers_connect_and_hear_each_other() {
     // aioice never gathers 127.0.0.1, so the namespace gets a veth pair of its own.
@@ -35,7 +22,7 @@ fn aiortc_peers_connect_and_hear_each_other() {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/aiortc_call.py");
     let mut child = ns
-        .command(python().to_str().unwrap())
+        .command(common::python().to_str().unwrap())
         .arg(script)
         .arg(r.url(""))
         .stdout(std::process::Stdio::piped())

@@ -384,20 +384,7 @@ impl Sfu {
             .ok_or("session not found")?;
         let kind = msg.kind().ok_or("unexpected message type")?;
         let res = match kind {
-            RtcMessageType::Sdp => {
-                let v: serde_json::Value = serde_json::from_slice(&msg.data)
-                    .map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
-                let sdp = v
-                    .get("sdp")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                match v.get("type").and_then(|t| t.as_str()) {
-                    Some("offer") => self.on_offer(id, &sdp, false),
-                    Some("answer") => self.on_answer(id, &sdp, now),
-                    other => Err(format!("unexpected sdp type: {other:?}")),
-                }
-            }
+            RtcMessageType::Sdp => self.on_sdp(id, &msg.data, false, now),
             RtcMessageType::Ice => {
                 let v: serde_json::Value = serde_json::from_slice(&msg.data)
                     .map_err(|e| format!("failed to unmarshal ice: {e}"))?;
@@ -580,6 +567,25 @@ impl Sfu {
             self.drive(id, now);
         }
         self.flush_forwards(now);
+    }
+
+    /// A JSON `RTCSessionDescription` from the client, over the plugin (`via_dc` false) or the
+    /// data channel. Offers are answered on the path they came from.
+    fn on_sdp(
+        &mut self,
+        id: PeerId,
+        json: &[u8],
+        via_dc: bool,
+        now: Instant,
+    ) -> Result<(), String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
+        let sdp = v.get("sdp").and_then(|s| s.as_str()).unwrap_or_default();
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("offer") => self.on_offer(id, sdp, via_dc),
+            Some("answer") => self.on_answer(id, sdp, now),
+            other => Err(format!("unexpected sdp type: {other:?}")),
+        }
     }
 
     fn on_offer(&mut self, id: PeerId, sdp: &str, via_dc: bool) -> Result<(), String> {
@@ -803,20 +809,7 @@ impl Sfu {
                 self.negotiate(id, now);
             }
             DcMessage::Sdp(z) => {
-                let res = unzlib(&z).and_then(|json| {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&json).map_err(|e| e.to_string())?;
-                    let sdp = v
-                        .get("sdp")
-                        .and_then(|s| s.as_str())
-                        .unwrap_or_default()
-                        .to_owned();
-                    match v.get("type").and_then(|t| t.as_str()) {
-                        Some("offer") => self.on_offer(id, &sdp, true),
-                        Some("answer") => self.on_answer(id, &sdp, now),
-                        other => Err(format!("unexpected sdp type: {other:?}")),
-                    }
-                });
+                let res = unzlib(&z).and_then(|json| self.on_sdp(id, &json, true, now));
                 if let Err(e) = res {
                     tracing::warn!(error = %e, "data-channel sdp failed");
                 }

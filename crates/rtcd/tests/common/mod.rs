@@ -22,6 +22,20 @@ pub fn basic(id: &str, key: &str) -> String {
     )
 }
 
+/// The Python with the third-party test clients (`scripts/test.sh` installs them into `.venv`).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
+        p.display()
+    );
+    p
+}
+
 /// A network namespace of the test's own, with only `lo` up, deleted (by name) on drop. WebRTC
 /// peers gather candidates on every interface; inside it they can only use loopback.
 pub struct NetNs(pub String);
