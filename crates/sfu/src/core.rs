@@ -31,6 +31,11 @@ pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(25);
 pub const PLI_INTERVAL: Duration = Duration::from_secs(1);
 /// The simulcast layer new viewers get (rtcd's default level).
 pub const DEFAULT_LAYER: &str = "l";
+/// How long a server offer waits for its answer before it is abandoned and its tracks retried.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may hold the data-channel lock. rtcd never takes it back, so a client that
+/// locks and vanishes starves every later server offer (pitfall 4); here the lock expires.
+pub const CLIENT_LOCK_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where the SFU can be reached, as advertised in candidates.
 #[derive(Debug, Clone, Default)]
@@ -130,6 +135,9 @@ struct Peer {
     tracks_in: Vec<TrackIn>,
     /// The client holds the renegotiation lock (DC `Lock`); server offers wait.
     client_lock: bool,
+    /// When the client took the lock, and when the pending server offer went out.
+    locked_at: Option<Instant>,
+    offered_at: Option<Instant>,
     muted: bool,
     /// Voice activity of the voice track, when its publisher negotiated audio levels.
     vad: Option<crate::vad::Vad>,
@@ -295,6 +303,8 @@ impl Sfu {
                 out: Vec::new(),
                 tracks_in: Vec::new(),
                 client_lock: false,
+                locked_at: None,
+                offered_at: None,
                 muted: true,
                 vad: None,
                 disconnected_since: None,
@@ -552,6 +562,40 @@ impl Sfu {
             if let Some(p) = self.peers.get_mut(&id) {
                 p.next_timeout = None;
                 let _ = p.rtc.handle_input(Input::Timeout(now));
+                if p.client_lock
+                    && p.locked_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= CLIENT_LOCK_LIMIT)
+                {
+                    tracing::warn!(session_id = %p.cfg.session_id, "data-channel lock held too long: released");
+                    p.client_lock = false;
+                    self.negotiate(id, now);
+                }
+                if let Some(p) = self.peers.get_mut(&id)
+                    && p.pending.is_some()
+                    && p.offered_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= ANSWER_TIMEOUT)
+                {
+                    // Dropping the pending offer rolls it back; its new tracks are queued again
+                    // rather than lost (rtcd drops them).
+                    tracing::warn!(session_id = %p.cfg.session_id, "no answer to the server offer: retrying");
+                    crate::metrics::error(&p.cfg.group_id, "signaling");
+                    p.pending = None;
+                    let retry: Vec<TrackKey> = p
+                        .out
+                        .iter()
+                        .filter(|o| o.state == OutState::Negotiating)
+                        .map(|o| o.key)
+                        .collect();
+                    for o in p.out.iter().filter(|o| o.state == OutState::Negotiating) {
+                        crate::metrics::track(&p.cfg.group_id, "out", o.mime, -1.0);
+                    }
+                    p.out.retain(|o| o.state != OutState::Negotiating);
+                    p.to_add.extend(retry);
+                    self.negotiate(id, now);
+                }
+                let Some(p) = self.peers.get_mut(&id) else {
+                    continue;
+                };
                 if let Some(since) = p.disconnected_since
                     && (now.duration_since(since) >= DISCONNECTED_TIMEOUT || !p.rtc.is_alive())
                 {
@@ -750,6 +794,9 @@ impl Sfu {
         };
         peer.out.extend(added);
         peer.pending = Some(pending);
+        peer.offered_at = Some(now);
+        // str0m may not wake an idle peer for a long time: make sure the answer deadline is checked.
+        self.timers.insert((now + ANSWER_TIMEOUT, id));
         // MediaMap first, so the client knows each new transceiver's type before the offer.
         let map: Vec<(String, TrackInfo)> = peer
             .out
@@ -801,6 +848,8 @@ impl Sfu {
                 let granted = peer.pending.is_none() && !peer.client_lock;
                 if granted {
                     peer.client_lock = true;
+                    peer.locked_at = Some(now);
+                    self.timers.insert((now + CLIENT_LOCK_LIMIT, id));
                 }
                 Self::dc_send(peer, &DcMessage::Lock(Some(granted)));
             }

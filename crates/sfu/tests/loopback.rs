@@ -45,6 +45,8 @@ struct Client {
     media_added: Vec<(Mid, MediaKind)>,
     stream_ids: BTreeMap<String, String>,
     keyframe_requests: usize,
+    /// Drop server offers instead of answering them (a client that stopped responding).
+    ignore_offers: bool,
 }
 
 impl Client {
@@ -65,6 +67,7 @@ impl Client {
             media_added: vec![],
             stream_ids: BTreeMap::new(),
             keyframe_requests: 0,
+            ignore_offers: false,
         }
     }
 
@@ -230,6 +233,10 @@ impl Net {
                                     let v: serde_json::Value =
                                         serde_json::from_slice(&unzlib(z)).unwrap();
                                     let sdp = v["sdp"].as_str().unwrap();
+                                    if v["type"] == "offer" && c.ignore_offers {
+                                        c.dc_in.push(m);
+                                        continue;
+                                    }
                                     if v["type"] == "offer" {
                                         let ans = c
                                             .rtc
@@ -633,4 +640,73 @@ fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
             net.now,
         )
         .unwrap();
+}
+
+/// Server offers for voice to B, while B misbehaves in `setup`.
+fn publish_voice(net: &mut Net) {
+    client_offer(net, "A", |api| {
+        api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some("A".into()),
+            None,
+            None,
+        )
+    });
+}
+
+fn offers_seen(c: &Client) -> usize {
+    c.dc_in
+        .iter()
+        .filter(|m| matches!(m, DcMessage::Sdp(_)))
+        .count()
+}
+
+#[test]
+fn a_vanished_lock_holder_does_not_starve_server_offers() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    net.join("B", "10.0.0.3:5000");
+    net.run(Duration::from_secs(3));
+    // B takes the renegotiation lock and never gives it back.
+    net.client("B").dc_send(&DcMessage::Lock(None));
+    net.run(Duration::from_millis(200));
+    assert!(net.client("B").dc_in.contains(&DcMessage::Lock(Some(true))));
+    publish_voice(&mut net);
+    net.run(Duration::from_secs(5));
+    assert_eq!(
+        net.client("B").media_added.len(),
+        0,
+        "the server waits while B holds the lock"
+    );
+    net.run(Duration::from_secs(6));
+    assert_eq!(
+        net.client("B").media_added.len(),
+        1,
+        "the lock expired and the offer went out"
+    );
+}
+
+#[test]
+fn an_unanswered_server_offer_is_retried() {
+    let mut net = Net::new();
+    net.join("A", "10.0.0.2:5000");
+    net.join("B", "10.0.0.3:5000");
+    net.run(Duration::from_secs(3));
+    net.client("B").ignore_offers = true;
+    publish_voice(&mut net);
+    net.run(Duration::from_secs(2));
+    assert_eq!(offers_seen(net.client("B")), 1);
+    net.client("B").ignore_offers = false;
+    net.run(Duration::from_secs(9));
+    assert_eq!(
+        offers_seen(net.client("B")),
+        2,
+        "offered again after 10 s without an answer"
+    );
+    assert_eq!(
+        net.client("B").media_added.len(),
+        1,
+        "and the retried track arrives"
+    );
 }
