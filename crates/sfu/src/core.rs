@@ -76,6 +76,8 @@ pub enum SfuOutput {
 }
 
 type PeerId = u64;
+/// A call (group + call ID), numbered so that the packet path never hashes or copies strings.
+type CallKey = u64;
 
 /// A publisher's incoming track.
 #[derive(Debug, Clone)]
@@ -115,7 +117,7 @@ struct TrackOut {
 
 struct Peer {
     cfg: SessionConfig,
-    call: (String, String),
+    call: CallKey,
     rtc: Rtc,
     ufrag: String,
     dc: Option<ChannelId>,
@@ -171,9 +173,14 @@ pub struct Sfu {
     by_session: HashMap<String, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
-    calls: HashMap<(String, String), Vec<PeerId>>,
+    calls: HashMap<CallKey, Vec<PeerId>>,
     /// The one screen sharer of each call.
-    screens: HashMap<(String, String), PeerId>,
+    screens: HashMap<CallKey, PeerId>,
+    /// (group, call ID) → call number, and the last number given out.
+    call_keys: HashMap<(String, String), CallKey>,
+    next_call: CallKey,
+    /// Receivers written to during a flush, each driven once afterwards (reused buffer).
+    touched: Vec<PeerId>,
     /// When a keyframe was last requested from a publisher's track layer.
     last_pli: HashMap<(PeerId, Mid, Option<Rid>), Instant>,
     timers: BTreeSet<(Instant, PeerId)>,
@@ -284,7 +291,12 @@ impl Sfu {
         let call = (cfg.group_id.clone(), cfg.call_id.clone());
         self.by_session.insert(cfg.session_id.clone(), id);
         self.by_ufrag.insert(ufrag.clone(), id);
-        self.calls.entry(call.clone()).or_default().push(id);
+        let next_call = &mut self.next_call;
+        let call = *self.call_keys.entry(call).or_insert_with(|| {
+            *next_call += 1;
+            *next_call
+        });
+        self.calls.entry(call).or_default().push(id);
         self.peers.insert(
             id,
             Peer {
@@ -346,6 +358,8 @@ impl Sfu {
             members.retain(|p| *p != id);
             if members.is_empty() {
                 self.calls.remove(&peer.call);
+                self.call_keys
+                    .remove(&(peer.cfg.group_id.clone(), peer.cfg.call_id.clone()));
             }
         }
         if self.screens.get(&peer.call) == Some(&id) {
@@ -361,7 +375,6 @@ impl Sfu {
                 rp.to_add.retain(|k| k.publisher != id);
             }
         }
-        let _ = now;
     }
 
     /// Stops forwarding the receiver's outgoing tracks that match: video transceivers are queued
@@ -430,7 +443,7 @@ impl Sfu {
                     return Ok(());
                 }
                 p.screen_stream_id = Some(stream);
-                let call = p.call.clone();
+                let call = p.call;
                 match self.screens.get(&call) {
                     None => {
                         self.screens.insert(call, id);
@@ -963,7 +976,7 @@ impl Sfu {
                 if !p.tracks_ready {
                     p.tracks_ready = true;
                     // Every track already published in the call, queued atomically with readiness.
-                    let call = p.call.clone();
+                    let call = p.call;
                     let keys: Vec<TrackKey> = self.calls[&call]
                         .iter()
                         .filter(|o| **o != id)
@@ -1113,7 +1126,7 @@ impl Sfu {
             p.vad = levels.then(crate::vad::Vad::default);
         }
         let key = TrackKey { publisher: id, mid };
-        let call = p.call.clone();
+        let call = p.call;
         let receivers: Vec<PeerId> = self.calls[&call]
             .iter()
             .copied()
@@ -1160,30 +1173,36 @@ impl Sfu {
         self.drive(o.key.publisher, now);
     }
 
-    /// Writes collected packets to every receiver of their track (and layer).
+    /// Writes collected packets to every receiver of their track (and layer), then drives each
+    /// receiver once, so a burst of packets costs one poll per receiver rather than one per packet.
     fn flush_forwards(&mut self, now: Instant) {
         while !self.forwards.is_empty() {
             let batch = std::mem::take(&mut self.forwards);
-            for f in batch {
+            let mut touched = std::mem::take(&mut self.touched);
+            for f in &batch {
                 let Some(p) = self.peers.get(&f.from) else {
                     continue;
                 };
-                let call = p.call.clone();
                 // The codec of the packet, to find each receiver's payload type for it.
-                let codec = p
+                let Some(codec) = p
                     .rtc
                     .codec_config()
                     .iter()
                     .find(|c| c.pt() == f.pkt.header.payload_type)
-                    .map(|c| c.spec().codec);
-                let Some(codec) = codec else { continue };
+                    .map(|c| c.spec().codec)
+                else {
+                    continue;
+                };
+                let call = p.call;
                 let audio = matches!(codec, str0m::format::Codec::Opus);
                 let key = TrackKey {
                     publisher: f.from,
                     mid: f.mid,
                 };
-                let receivers: Vec<PeerId> = self.calls.get(&call).cloned().unwrap_or_default();
-                for r in receivers {
+                let Some(members) = self.calls.get(&call) else {
+                    continue;
+                };
+                for &r in members {
                     if r == f.from {
                         continue;
                     }
@@ -1215,7 +1234,7 @@ impl Sfu {
                     let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                         continue;
                     };
-                    let mut w = RtpWrite::new(
+                    let w = RtpWrite::new(
                         pt,
                         f.pkt.seq_no,
                         f.pkt.header.timestamp,
@@ -1225,14 +1244,27 @@ impl Sfu {
                     .marker(f.pkt.header.marker);
                     // Audio keeps the publisher's header extensions (audio level); video is sent
                     // without them, as rtcd does. Video is kept for retransmission on NACK.
-                    w = if audio {
+                    let w = if audio {
                         w.ext_vals(f.pkt.header.ext_vals.clone())
                     } else {
                         w.nackable(true)
                     };
                     tx.write_rtp(w);
-                    self.drive(r, now);
+                    touched.push(r);
                 }
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            for &r in &touched {
+                self.drive(r, now);
+            }
+            touched.clear();
+            self.touched = touched;
+            // Keep the batch's capacity for the next round unless new packets already arrived.
+            let mut batch = batch;
+            batch.clear();
+            if self.forwards.is_empty() {
+                self.forwards = batch;
             }
         }
     }
