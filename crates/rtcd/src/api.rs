@@ -171,8 +171,16 @@ async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
     }
 }
 
-/// Session queries need a client identity: the admin (no group) gets 401 like any failure.
-async fn group_of(s: &AppState, headers: &HeaderMap) -> Result<String, Response<Body>> {
+/// Session queries answer GET only (anything else is Go's 404) and need a client identity: the
+/// admin (no group) gets 401 like any failure. Returns the caller's group.
+async fn session_query_group(
+    s: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<String, Response<Body>> {
+    if method != Method::GET {
+        return Err(h::not_found());
+    }
     match s
         .auth
         .check(authorization(headers), BasicPolicy::Strict)
@@ -193,10 +201,7 @@ async fn sessions(
     headers: HeaderMap,
     Path(call_id): Path<String>,
 ) -> Response<Body> {
-    if method != Method::GET {
-        return h::not_found();
-    }
-    let group = match group_of(&s, &headers).await {
+    let group = match session_query_group(&s, &method, &headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };
@@ -212,10 +217,7 @@ async fn session(
     headers: HeaderMap,
     Path((call_id, session_id)): Path<(String, String)>,
 ) -> Response<Body> {
-    if method != Method::GET {
-        return h::not_found();
-    }
-    let group = match group_of(&s, &headers).await {
+    let group = match session_query_group(&s, &method, &headers).await {
         Ok(g) => g,
         Err(r) => return r,
     };

@@ -156,8 +156,7 @@ impl Control {
         match msg {
             ClientMessage::Join(j) => self.join(conn_id, &client_id, j, now),
             ClientMessage::Leave { session_id } => {
-                let s = self.own_session(&client_id, &session_id, "leave")?;
-                let _ = s;
+                self.own_session(&client_id, &session_id, "leave")?;
                 self.close_session(&session_id, CloseReason::Leave);
                 Ok(())
             }

@@ -14,20 +14,9 @@ pub const CONN_QUEUE: usize = 5000;
 /// Commands queued for the control task (rtcd's RTC queue size).
 const CONTROL_QUEUE: usize = 2000;
 
-/// Where the control task sends media-plane commands. The SFU implements this; until it exists
-/// [`NoMediaPlane`] stands in.
+/// Where the control task sends media-plane commands (`crate::media::SfuPlane` in rtcd).
 pub trait MediaPlane: Send + 'static {
     fn command(&mut self, cmd: MediaCommand);
-}
-
-/// Accepts sessions and drops media commands, logging them: the control plane's lifecycle
-/// (joins, first-offer timeout, leave, close) works on its own.
-pub struct NoMediaPlane;
-
-impl MediaPlane for NoMediaPlane {
-    fn command(&mut self, cmd: MediaCommand) {
-        tracing::debug!(?cmd, "no media plane attached: command dropped");
-    }
 }
 
 enum Cmd {
