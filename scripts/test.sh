@@ -13,7 +13,7 @@ need_pkgs=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 # Build and test prerequisites: a C toolchain for -sys crates, pkg-config, Python venv support.
 # iproute2: network namespaces for the third-party WebRTC peer tests.
-for p in build-essential pkg-config ca-certificates python3 python3-venv iproute2; do
+for p in build-essential pkg-config ca-certificates python3 python3-venv iproute2 chromium; do
   have "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -89,3 +89,144 @@ fn aiortc_peers_connect_and_hear_each_other() {
         }
     }
 }
+
+/// Headless Chromium (libwebrtc, the webapp's stack): a speaker, a simulcast screen sharer, a
+/// listener and ten more viewers in one page, with the plugin's relay played by
+/// `tests/interop/chromium_call.py` over the DevTools protocol. The namespace's second veth
+/// address stands in for a NAT's external address: rtcd maps `10.203.0.1` to it with a port
+/// override, so the override must show up only on that external candidate.
+#[test]
+fn chromium_meeting_with_simulcast_screen_share() {
+    let ns = common::NetNs::new("chromium").with_veth();
+    let dir = tempfile::tempdir().unwrap();
+    let r = common::start_in(
+        dir.path(),
+        &[
+            ("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true"),
+            // Every address of the namespace, on the default port: the namespace is ours alone.
+            ("RTCD_RTC_ICEADDRESSUDP", ""),
+            ("RTCD_RTC_ICEADDRESSTCP", ""),
+            ("RTCD_RTC_ICEPORTUDP", "8443"),
+            ("RTCD_RTC_ICEPORTTCP", "8443"),
+            ("RTCD_RTC_ICEHOSTOVERRIDE", "10.203.0.2/10.203.0.1"),
+            ("RTCD_RTC_ICEHOSTPORTOVERRIDE", "9443"),
+        ],
+        &[],
+        Some(&ns.0),
+    );
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/chromium_call.py");
+    let mut child = ns
+        .command(common::python().to_str().unwrap())
+        .arg(script)
+        .arg(r.url(""))
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the chromium scenario");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium scenario did not finish within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let chromium_log = std::fs::read_to_string(dir.path().join("chromium.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "chromium scenario failed:\nstdout: {so}\nstderr: {se}\nchromium log tail: {}",
+        chromium_log
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!("chromium scenario: {}", so.trim());
+    let v: serde_json::Value = serde_json::from_str(so.lines().last().unwrap_or("{}")).unwrap();
+    let n = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {v}"));
+    assert_eq!(v["dc_pong"], true, "{v}");
+    assert!(n("c_audio_packets") >= 100.0, "C hears A: {v}");
+    assert!(n("c_video_frames") >= 10.0, "C decodes B's screen: {v}");
+    // New viewers get the low layer (half of the 1280-pixel canvas).
+    assert_eq!(n("c_video_width"), 640.0, "{v}");
+    assert_eq!(v["sharer_layers"], serde_json::json!(["h", "l"]), "{v}");
+    assert_eq!(
+        v["c_media_map_types"],
+        serde_json::json!(["screen", "voice"]),
+        "{v}"
+    );
+    // Eleven viewers asked for keyframes; the sharer saw at most one PLI per second.
+    assert!(
+        n("viewer_plis") >= 10.0,
+        "the viewers did request keyframes: {v}"
+    );
+    assert!(
+        n("sharer_plis") >= 1.0 && n("sharer_plis") <= n("share_seconds").floor() + 1.0,
+        "PLIs reach the sharer at most once per second: {v}"
+    );
+    // VAD: voice on while A speaks, voice off on mute.
+    let vad: Vec<(String, i64)> = v["vad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_owned(), e[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(vad.first(), Some(&("A".to_owned(), 7)), "{v}");
+    assert!(vad.contains(&("A".to_owned(), 8)), "{v}");
+    // Mute gating: A kept sending, C received nothing of it.
+    assert!(n("a_still_sending") > n("c_audio_packets"), "{v}");
+    assert_eq!(n("c_audio_packets_while_muted"), 0.0, "{v}");
+    // screen_off renegotiates the track away at every other session (A, C, ten viewers).
+    assert_eq!(n("screen_off_offers"), 12.0, "{v}");
+    assert_eq!(n("sessions_gauge"), 0.0, "{v}");
+    assert_eq!(
+        v["closed"].as_array().unwrap().len(),
+        13,
+        "every session ended with close: {v}"
+    );
+    // Advertised addresses: 10.203.0.1 is replaced by the external 10.203.0.2 with the port
+    // override; unchanged local addresses keep the real port.
+    let cands: Vec<&str> = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for proto in ["udp", "tcp"] {
+        let has = |addr: &str| {
+            cands
+                .iter()
+                .any(|c| c.contains(&format!(" {proto} ")) && c.contains(addr))
+        };
+        assert!(
+            has(" 10.203.0.2 9443 "),
+            "{proto} external candidate: {cands:?}"
+        );
+        assert!(
+            has(" 10.203.0.2 8443 "),
+            "{proto} local candidate: {cands:?}"
+        );
+        assert!(
+            has(" 127.0.0.1 8443 "),
+            "{proto} loopback candidate: {cands:?}"
+        );
+    }
+    assert!(
+        !cands.iter().any(|c| c.contains("10.203.0.1")),
+        "the overridden address is not advertised: {cands:?}"
+    );
+    assert!(
+        !cands
+            .iter()
+            .any(|c| c.contains(" 9443 ") && !c.contains(" 10.203.0.2 9443 ")),
+        "the port override applies only to the external address: {cands:?}"
+    );
+}
