@@ -222,9 +222,14 @@ async def main(base, out_dir):
             def inbound(st, kind):
                 return [s for s in st["inbound"] if s["kind"] == kind]
 
+            first_width = []
+
             async def c_hears_and_sees():
                 st = await stats("C")
                 audio, video = inbound(st, "audio"), inbound(st, "video")
+                widths = [s["width"] for s in video if s["width"]]
+                if widths and not first_width:
+                    first_width.append(widths[0])  # the layer C started on
                 return (audio and max(s["packets"] for s in audio) >= 100 and video
                         and max(s["framesDecoded"] for s in video) >= 10)
 
@@ -232,7 +237,7 @@ async def main(base, out_dir):
             st_c = await stats("C")
             result["c_audio_packets"] = max(s["packets"] for s in inbound(st_c, "audio"))
             result["c_video_frames"] = max(s["framesDecoded"] for s in inbound(st_c, "video"))
-            result["c_video_width"] = max(s["width"] for s in inbound(st_c, "video"))
+            result["c_video_width"] = first_width[0] if first_width else 0
             # Every viewer decodes the screen too.
             for v in VIEWERS:
                 await until(lambda v=v: _decoded(chrome, v), 30, f"{v} decoding the screen")
@@ -246,6 +251,19 @@ async def main(base, out_dir):
             for v in VIEWERS + ["C"]:
                 result["viewer_plis"] += sum(s["pliSent"] for s in inbound(await stats(v), "video"))
             result["share_seconds"] = elapsed
+
+            # Bandwidth estimation: on this unconstrained link C's estimate grows past what `h`
+            # carries, and rtcd moves C to the full-resolution layer (remove + add).
+            async def c_width():
+                return max((s["width"] for s in inbound(await stats("C"), "video") if s["framesDecoded"]), default=0)
+
+            t = time.monotonic()
+            try:
+                await until(lambda: _eq(c_width(), 1280), 40, "C switched to the h layer")
+                result["c_switch_to_h_seconds"] = time.monotonic() - t
+            except TimeoutError:
+                result["c_switch_to_h_seconds"] = None
+            result["c_width_after_bwe"] = await c_width()
 
             c_state = await chrome.call("state", "C")
             maps = [m[1] for m in c_state["dcMsgs"] if m and m[0] == 9]
@@ -292,6 +310,10 @@ async def main(base, out_dir):
     result["candidates"] = sorted(result.get("candidates", []))
     result["vad"] = [[s, t] for s, t, _ in result["vad"]]
     print(json.dumps(result))
+
+
+async def _eq(aw, v):
+    return (await aw) == v
 
 
 async def _dc_open(chrome, sid):

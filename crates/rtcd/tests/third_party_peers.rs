@@ -158,6 +158,9 @@ fn chromium_meeting_with_simulcast_screen_share() {
     // New viewers get the low layer (half of the 1280-pixel canvas).
     assert_eq!(n("c_video_width"), 640.0, "{v}");
     assert_eq!(v["sharer_layers"], serde_json::json!(["h", "l"]), "{v}");
+    // TWCC feedback from Chromium drives the estimate past what `h` carries on this unlimited
+    // link, and C is moved to the full-resolution layer.
+    assert_eq!(n("c_width_after_bwe"), 1280.0, "C switched to h: {v}");
     assert_eq!(
         v["c_media_map_types"],
         serde_json::json!(["screen", "voice"]),

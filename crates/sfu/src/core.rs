@@ -12,12 +12,14 @@
 //! the role conflicts that full ICE must resolve (spec pitfall 1), and a peer's address is
 //! learned from the checks the client sends (peer-reflexive), which is all rtcd relies on as well.
 
+use crate::simulcast::{Layer, LayerSelector, RATE_H, RateMonitor};
 use calls_proto::dc::{DcMessage, TrackInfo};
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
@@ -29,8 +31,6 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(25);
 /// At most one keyframe request per second reaches a publisher's layer, however many viewers ask.
 pub const PLI_INTERVAL: Duration = Duration::from_secs(1);
-/// The simulcast layer new viewers get (rtcd's default level).
-pub const DEFAULT_LAYER: &str = "l";
 /// How long a server offer waits for its answer before it is abandoned and its tracks retried.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may hold the data-channel lock. rtcd never takes it back, so a client that
@@ -45,6 +45,10 @@ pub struct SfuConfig {
     /// Video packets kept per stream to answer NACKs (`rtc.nack_buffer_size`; 0 means 256). The
     /// buffer holds owned copies, so wrapping can never corrupt a packet.
     pub nack_buffer_size: usize,
+    /// Send-side bandwidth estimation (TWCC) per session, which drives screen-share layer
+    /// switching. It also paces what the session receives; the virtual-network tests turn it
+    /// off because pacing at 1 ms steps makes their fixed-time loops slow.
+    pub bandwidth_estimation: bool,
 }
 
 fn mime(codec: Option<str0m::format::Codec>) -> &'static str {
@@ -141,6 +145,14 @@ struct Peer {
     locked_at: Option<Instant>,
     offered_at: Option<Instant>,
     muted: bool,
+    /// As a publisher: what each simulcast screen layer really carries, by transceiver.
+    layer_rates: HashMap<(Mid, Layer), RateMonitor>,
+    /// As a receiver: the send-side bandwidth estimate (TWCC), and the screen layer decisions
+    /// it drives.
+    estimate: Option<u64>,
+    selector: LayerSelector,
+    /// The layer the next screen track added to this receiver uses (set by a layer switch).
+    switch_to: Option<Layer>,
     /// Voice activity of the voice track, when its publisher negotiated audio levels.
     vad: Option<crate::vad::Vad>,
     disconnected_since: Option<Instant>,
@@ -251,7 +263,12 @@ impl Sfu {
             ufrag: ufrag.clone(),
             pass: random_string(32),
         };
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder();
+        if self.cfg.bandwidth_estimation {
+            // rtcd's GCC starts (and bottoms out) at 250 kbps.
+            builder = builder.enable_bwe(Some(Bitrate::kbps(250)));
+        }
+        let mut rtc = builder
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
@@ -318,6 +335,10 @@ impl Sfu {
                 locked_at: None,
                 offered_at: None,
                 muted: true,
+                layer_rates: HashMap::new(),
+                estimate: None,
+                selector: LayerSelector::default(),
+                switch_to: None,
                 vad: None,
                 disconnected_since: None,
                 next_timeout: None,
@@ -797,7 +818,17 @@ impl Sfu {
                 mid,
                 track_type: t.track_type,
                 state: OutState::Negotiating,
-                rid: t.simulcast.then(|| Rid::from(DEFAULT_LAYER)),
+                // A new simulcast track starts on `h` only if this receiver's estimate already
+                // affords it (so late joiners start on `l`); a layer switch names its layer.
+                rid: t.simulcast.then(|| {
+                    let initial = Layer::initial(peer.estimate);
+                    let layer = if t.track_type == "screen" {
+                        peer.switch_to.take().unwrap_or(initial)
+                    } else {
+                        initial
+                    };
+                    Rid::from(layer.rid())
+                }),
                 mime: t.mime,
             });
             crate::metrics::track(&peer.cfg.group_id, "out", t.mime, 1.0);
@@ -805,6 +836,15 @@ impl Sfu {
         let Some((offer, pending)) = api.apply() else {
             return;
         };
+        if added
+            .iter()
+            .any(|o| o.track_type == "screen" && o.rid.is_some())
+        {
+            // Probe towards rtcd's ceiling (1.5 × the `h` rate) so the estimate can reach `h`.
+            peer.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(0), Bitrate::bps(3 * RATE_H / 2));
+        }
         peer.out.extend(added);
         peer.pending = Some(pending);
         peer.offered_at = Some(now);
@@ -1018,10 +1058,17 @@ impl Sfu {
                 else {
                     return;
                 };
-                let voice = p
-                    .tracks_in
-                    .iter()
-                    .any(|t| t.mid == mid && t.track_type == "voice");
+                let track = p.tracks_in.iter().find(|t| t.mid == mid);
+                let voice = track.is_some_and(|t| t.track_type == "voice");
+                let layer = Layer::from_rid(rid.as_deref().unwrap_or(""));
+                if let Some(layer) =
+                    layer.filter(|_| track.is_some_and(|t| t.simulcast && t.track_type == "screen"))
+                {
+                    p.layer_rates
+                        .entry((mid, layer))
+                        .or_insert_with(|| RateMonitor::for_layer(layer))
+                        .push(now, pkt.payload.len());
+                }
                 if voice {
                     // VAD listens even while muted, as rtcd does.
                     let level = pkt.header.ext_vals.audio_level;
@@ -1048,6 +1095,9 @@ impl Sfu {
                 });
             }
             Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.on_estimate(id, estimate.as_u64(), now)
+            }
             // The peer closed DTLS or its SCTP association died: the session is over.
             Event::Closed => {
                 if let Some(sid) = self.peers.get(&id).map(|p| p.cfg.session_id.clone()) {
@@ -1175,6 +1225,57 @@ impl Sfu {
 
     /// Writes collected packets to every receiver of their track (and layer), then drives each
     /// receiver once, so a burst of packets costs one poll per receiver rather than one per packet.
+    /// A receiver's new bandwidth estimate: maybe switch its screen layer. A switch is carried
+    /// out as rtcd does it, remove + add, here in one renegotiation. Camera video keeps the
+    /// layer it was added with (rtcd switches only screen share).
+    fn on_estimate(&mut self, id: PeerId, estimate: u64, now: Instant) {
+        let Some(rp) = self.peers.get_mut(&id) else {
+            return;
+        };
+        rp.estimate = Some(estimate);
+        let Some((key, current)) = rp.out.iter().find_map(|o| {
+            let layer = Layer::from_rid(o.rid.as_deref()?)?;
+            (o.track_type == "screen" && o.state == OutState::Open).then_some((o.key, layer))
+        }) else {
+            return;
+        };
+        let Some(publisher) = self.peers.get(&key.publisher) else {
+            return;
+        };
+        let rate = |l: Layer| {
+            publisher
+                .layer_rates
+                .get(&(key.mid, l))
+                .and_then(|m| m.rate(now))
+        };
+        let (high, low) = (rate(Layer::High), rate(Layer::Low));
+        let Some(rp) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(target) = rp
+            .selector
+            .on_estimate(now, estimate, current, |l| match l {
+                Layer::High => high,
+                Layer::Low => low,
+            })
+        else {
+            return;
+        };
+        // Only switch to a layer that is really arriving (rtcd #191).
+        let arriving = match target {
+            Layer::High => high.is_some_and(|r| r > 0),
+            Layer::Low => low.is_some_and(|r| r > 0),
+        };
+        if !arriving {
+            return;
+        }
+        rp.selector.switched(now);
+        rp.switch_to = Some(target);
+        rp.to_add.insert(key);
+        crate::metrics::layer_switch(target.rid());
+        self.unforward(id, now, |o| o.key == key);
+    }
+
     fn flush_forwards(&mut self, now: Instant) {
         while !self.forwards.is_empty() {
             let batch = std::mem::take(&mut self.forwards);

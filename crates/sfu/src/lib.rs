@@ -9,6 +9,7 @@
 pub mod core;
 pub mod metrics;
 pub mod shell;
+pub mod simulcast;
 pub mod stun;
 pub mod vad;
 

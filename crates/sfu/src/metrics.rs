@@ -31,3 +31,11 @@ pub fn error(group: &str, kind: &'static str) {
 pub fn seconds(name: &'static str, group: &str, secs: f64) {
     histogram!(name, "groupID" => group.to_owned()).record(secs);
 }
+
+/// Screen-share layer switches by the layer switched to (`l`/`h`). Not an rtcd series: rtcd
+/// only logs its switches.
+pub const LAYER_SWITCHES: &str = "rtcd_rtc_simulcast_switches_total";
+
+pub fn layer_switch(layer: &'static str) {
+    counter!(LAYER_SWITCHES, "layer" => layer).increment(1);
+}

@@ -122,6 +122,7 @@ impl Shell {
             udp_candidates: self.sockets.iter().map(|(e, _)| e.advertised).collect(),
             tcp_candidates: self.tcp.iter().map(|(e, _)| e.advertised).collect(),
             nack_buffer_size: self.nack_buffer_size,
+            bandwidth_estimation: true,
         };
         let (dgram_tx, mut dgram_rx) = mpsc::channel::<Ingress>(4096);
         for (e, listener) in self.tcp {

@@ -105,6 +105,7 @@ impl Net {
             udp_candidates: vec![SFU.parse().unwrap()],
             tcp_candidates: vec![],
             nack_buffer_size: 0,
+            bandwidth_estimation: false,
         });
         Net {
             now: Instant::now(),
