@@ -304,6 +304,11 @@ async def main(base, out_dir):
             metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
             gauge = [l for l in metrics.splitlines() if l.startswith(f'rtcd_rtc_sessions_total{{groupID="{CLIENT}"}}')]
             result["sessions_gauge"] = float(gauge[0].split()[-1]) if gauge else None
+            for name in ["signaling_lock_grab_time", "signaling_lock_locked_time", "connection_time", "dc_open_time"]:
+                result[name + "_count"] = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                                              if l.startswith(f"rtcd_rtc_{name}_count"))
+            result["switches_to_h"] = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                                          if l.startswith('rtcd_rtc_simulcast_switches_total{layer="h"}'))
             pumper.cancel()
     finally:
         chrome.stop()

@@ -190,6 +190,13 @@ fn chromium_meeting_with_simulcast_screen_share() {
     // screen_off renegotiates the track away at every other session (A, C, ten viewers).
     assert_eq!(n("screen_off_offers"), 12.0, "{v}");
     assert_eq!(n("sessions_gauge"), 0.0, "{v}");
+    // Every server offer (36 at least: the first media of 13 sessions, the screen at 12, its
+    // removal at 12) grabbed and released the signaling lock; all 13 connected.
+    assert!(n("signaling_lock_grab_time_count") >= 36.0, "{v}");
+    assert!(n("signaling_lock_locked_time_count") >= 36.0, "{v}");
+    assert_eq!(n("connection_time_count"), 13.0, "{v}");
+    assert_eq!(n("dc_open_time_count"), 13.0, "{v}");
+    assert!(n("switches_to_h") >= 1.0, "{v}");
     assert_eq!(
         v["closed"].as_array().unwrap().len(),
         13,

@@ -144,6 +144,8 @@ struct Peer {
     /// When the client took the lock, and when the pending server offer went out.
     locked_at: Option<Instant>,
     offered_at: Option<Instant>,
+    /// When the oldest track change still waiting for a server offer was queued (lock grab time).
+    queued_at: Option<Instant>,
     muted: bool,
     /// As a publisher: what each simulcast screen layer really carries, by transceiver.
     layer_rates: HashMap<(Mid, Layer), RateMonitor>,
@@ -334,6 +336,7 @@ impl Sfu {
                 client_lock: false,
                 locked_at: None,
                 offered_at: None,
+                queued_at: None,
                 muted: true,
                 layer_rates: HashMap::new(),
                 estimate: None,
@@ -601,6 +604,7 @@ impl Sfu {
                         .is_some_and(|t| now.saturating_duration_since(t) >= CLIENT_LOCK_LIMIT)
                 {
                     tracing::warn!(session_id = %p.cfg.session_id, "data-channel lock held too long: released");
+                    crate::metrics::error(&p.cfg.group_id, "signaling_lock_timeout");
                     p.client_lock = false;
                     self.negotiate(id, now);
                 }
@@ -660,13 +664,19 @@ impl Sfu {
             serde_json::from_slice(json).map_err(|e| format!("failed to unmarshal sdp: {e}"))?;
         let sdp = v.get("sdp").and_then(|s| s.as_str()).unwrap_or_default();
         match v.get("type").and_then(|t| t.as_str()) {
-            Some("offer") => self.on_offer(id, sdp, via_dc),
+            Some("offer") => self.on_offer(id, sdp, via_dc, now),
             Some("answer") => self.on_answer(id, sdp, now),
             other => Err(format!("unexpected sdp type: {other:?}")),
         }
     }
 
-    fn on_offer(&mut self, id: PeerId, sdp: &str, via_dc: bool) -> Result<(), String> {
+    fn on_offer(
+        &mut self,
+        id: PeerId,
+        sdp: &str,
+        via_dc: bool,
+        now: Instant,
+    ) -> Result<(), String> {
         let peer = self.peers.get_mut(&id).ok_or("session not found")?;
         // The server is the impolite peer: while its own offer is out, it ignores the client's.
         if peer.pending.is_some() {
@@ -680,6 +690,10 @@ impl Sfu {
             .map_err(|e| format!("failed to accept offer: {e}"))?;
         let json = sdp_json("answer", &answer.to_sdp_string());
         let first = peer.dc.is_none() && !via_dc;
+        if first {
+            // The data channel's open time is measured from the first answer (rtcd's dc_open_time).
+            peer.answered_at.get_or_insert(now);
+        }
         if via_dc {
             Self::dc_send(peer, &DcMessage::Sdp(zlib(&json)));
         } else {
@@ -705,6 +719,10 @@ impl Sfu {
             .map_err(|e| format!("failed to accept answer: {e}"))?;
         for t in peer.out.iter_mut() {
             t.state = OutState::Open;
+        }
+        if let Some(t) = peer.offered_at.take() {
+            let held = now.saturating_duration_since(t).as_secs_f64();
+            crate::metrics::seconds(crate::metrics::LOCK_LOCKED_TIME, &peer.cfg.group_id, held);
         }
         self.negotiate(id, now);
         Ok(())
@@ -766,10 +784,14 @@ impl Sfu {
             let Some(peer) = self.peers.get(&id) else {
                 return;
             };
-            if peer.dc.is_none() || peer.pending.is_some() || peer.client_lock {
+            if peer.to_add.is_empty() && peer.to_remove.is_empty() {
                 return;
             }
-            if peer.to_add.is_empty() && peer.to_remove.is_empty() {
+            if peer.dc.is_none() || peer.pending.is_some() || peer.client_lock {
+                // The signaling "lock" is busy: the wait shows in the grab-time histogram.
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.queued_at.get_or_insert(now);
+                }
                 return;
             }
             peer.to_add
@@ -848,6 +870,11 @@ impl Sfu {
         peer.out.extend(added);
         peer.pending = Some(pending);
         peer.offered_at = Some(now);
+        let waited = peer
+            .queued_at
+            .take()
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        crate::metrics::seconds(crate::metrics::LOCK_GRAB_TIME, &peer.cfg.group_id, waited);
         // str0m may not wake an idle peer for a long time: make sure the answer deadline is checked.
         self.timers.insert((now + ANSWER_TIMEOUT, id));
         // MediaMap first, so the client knows each new transceiver's type before the offer.
@@ -907,6 +934,16 @@ impl Sfu {
                 Self::dc_send(peer, &DcMessage::Lock(Some(granted)));
             }
             DcMessage::Unlock => {
+                if peer.client_lock
+                    && let Some(t) = peer.locked_at
+                {
+                    let held = now.saturating_duration_since(t).as_secs_f64();
+                    crate::metrics::seconds(
+                        crate::metrics::LOCK_LOCKED_TIME,
+                        &peer.cfg.group_id,
+                        held,
+                    );
+                }
                 peer.client_lock = false;
                 self.negotiate(id, now);
             }
