@@ -21,10 +21,12 @@ const QUEUE: usize = 2000;
 ///   every EXT of the list for them).
 /// - `ice_host_port_override`: applies only to addresses that an override changed, never to
 ///   local ones; the `LOCALIP/PORT` form picks the entry of this node's own IP.
+/// - Otherwise, public IPs discovered by STUN at start-up map their local IPs (`discovered`).
 pub fn endpoints(
     rtc: &RtcConfig,
     local_ips: &[IpAddr],
     tcp: bool,
+    discovered: &HashMap<IpAddr, IpAddr>,
 ) -> Result<Vec<Endpoint>, String> {
     let (key, list, port) = if tcp {
         (
@@ -39,13 +41,12 @@ pub fn endpoints(
             rtc.ice_port_udp as u16,
         )
     };
-    let mut ips = parse_ip_list(list).map_err(|e| format!("{key}: {e}"))?;
-    if ips.is_empty() || ips.iter().any(|ip| ip.is_unspecified()) {
-        ips = local_ips.to_vec();
-    }
+    let ips = listen_ips(list, local_ips).map_err(|e| format!("{key}: {e}"))?;
     let host = rtc.ice_host_override.trim();
     let mut map: HashMap<IpAddr, IpAddr> = HashMap::new();
-    if host.contains('/') {
+    if host.is_empty() {
+        map.clone_from(discovered);
+    } else if host.contains('/') {
         for pair in host.split(',') {
             if let Some((ext, int)) = pair.split_once('/')
                 && let (Ok(ext), Ok(int)) = (ext.trim().parse(), int.trim().parse())
@@ -104,6 +105,103 @@ pub fn endpoints(
     Ok(out)
 }
 
+fn listen_ips(list: &str, local_ips: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    let ips = parse_ip_list(list)?;
+    Ok(
+        if ips.is_empty() || ips.iter().any(|ip| ip.is_unspecified()) {
+            local_ips.to_vec()
+        } else {
+            ips
+        },
+    )
+}
+
+/// STUN discovery of the public address (spec §3.3), once at start-up and only without
+/// `ice_host_override`: the first `ice_servers` entry whose URLs are all `stun:`/`stuns:` gives
+/// the server (its first URL, which must name a port). From each local UDP address, on
+/// `ice_port_udp` itself (before the media socket exists) so the mapping is the one clients will
+/// reach, one Binding request with a 5 s timeout. Addresses whose discovery fails keep their own IP.
+pub async fn stun_discover(rtc: &RtcConfig, local_ips: &[IpAddr]) -> HashMap<IpAddr, IpAddr> {
+    let mut found = HashMap::new();
+    if !rtc.ice_host_override.trim().is_empty() {
+        return found;
+    }
+    let Some(url) = rtc
+        .ice_servers
+        .iter()
+        .find(|s| {
+            !s.urls.is_empty()
+                && s.urls
+                    .iter()
+                    .all(|u| u.starts_with("stun:") || u.starts_with("stuns:"))
+        })
+        .and_then(|s| s.urls.first())
+    else {
+        return found;
+    };
+    let target = url.trim_start_matches("stuns:").trim_start_matches("stun:");
+    let server = match tokio::net::lookup_host(target).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => {
+                tracing::warn!(url = %url, "rtc.ice_servers: STUN server has no address; advertising local IPs");
+                return found;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(url = %url, error = %e, "rtc.ice_servers: cannot resolve the STUN server (it must be host:port); advertising local IPs");
+            return found;
+        }
+    };
+    let Ok(ips) = listen_ips(&rtc.ice_address_udp, local_ips) else {
+        return found;
+    };
+    let port = rtc.ice_port_udp as u16;
+    let lookups = ips
+        .into_iter()
+        .filter(|ip| ip.is_ipv4() == server.is_ipv4())
+        .map(|ip| async move { (ip, stun_binding(SocketAddr::new(ip, port), server).await) });
+    for (ip, res) in futures_util::future::join_all(lookups).await {
+        match res {
+            Ok(public) => {
+                tracing::info!(local = %ip, public = %public, "rtc: public address discovered by STUN");
+                found.insert(ip, public);
+            }
+            Err(e) => {
+                tracing::warn!(local = %ip, server = %server, error = %e, "rtc: STUN discovery failed; advertising the local IP");
+            }
+        }
+    }
+    found
+}
+
+async fn stun_binding(local: SocketAddr, server: SocketAddr) -> Result<IpAddr, String> {
+    let sock = tokio::net::UdpSocket::bind(local)
+        .await
+        .map_err(|e| format!("cannot bind {local}: {e}"))?;
+    let txid = calls_sfu::stun::new_txid();
+    let req = calls_sfu::stun::binding_request(txid);
+    sock.send_to(&req, server)
+        .await
+        .map_err(|e| format!("cannot send to {server}: {e}"))?;
+    let mut buf = [0u8; 1500];
+    let wait = async {
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).await?;
+            if from == server
+                && let Some(addr) = calls_sfu::stun::mapped_address(&buf[..n], txid)
+            {
+                return Ok::<_, std::io::Error>(addr.ip());
+            }
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), wait).await {
+        Ok(Ok(ip)) => Ok(ip),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
 /// The control plane's handle on the SFU task.
 pub struct SfuPlane {
     tx: mpsc::Sender<Command>,
@@ -126,8 +224,9 @@ impl MediaPlane for SfuPlane {
 pub async fn bind(rtc: &RtcConfig) -> Result<(Shell, Vec<Endpoint>), String> {
     let ips = calls_sfu::shell::local_ips(rtc.enable_ipv6)
         .map_err(|e| format!("failed to list local addresses: {e}"))?;
-    let udp = endpoints(rtc, &ips, false)?;
-    let tcp = endpoints(rtc, &ips, true)?;
+    let discovered = stun_discover(rtc, &ips).await;
+    let udp = endpoints(rtc, &ips, false, &discovered)?;
+    let tcp = endpoints(rtc, &ips, true, &discovered)?;
     let mut shell = Shell::bind(&udp, &tcp).await.map_err(|e| {
         format!(
             "{e} (rtc.ice_address_udp, rtc.ice_port_udp, rtc.ice_address_tcp, rtc.ice_port_tcp)"
@@ -174,13 +273,35 @@ mod tests {
     }
 
     fn endpoints_udp(rtc: &RtcConfig, ips: &[IpAddr]) -> Result<Vec<Endpoint>, String> {
-        endpoints(rtc, ips, false)
+        endpoints(rtc, ips, false, &HashMap::new())
     }
 
     fn adv(eps: &[Endpoint]) -> Vec<String> {
         eps.iter()
             .map(|e| format!("{}>{}", e.local, e.advertised))
             .collect()
+    }
+
+    #[test]
+    fn stun_discovered_addresses_map_their_local_ip_and_take_the_port_override() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
+        let found: HashMap<IpAddr, IpAddr> =
+            [("10.0.0.5".parse().unwrap(), "203.0.113.9".parse().unwrap())].into();
+        assert_eq!(
+            adv(&endpoints(&rtc("", "", "30443"), &ips, false, &found).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>203.0.113.9:30443"
+            ]
+        );
+        // An explicit host override wins over discovery.
+        assert_eq!(
+            adv(&endpoints(&rtc("", "198.51.100.1", ""), &ips, false, &found).unwrap()),
+            [
+                "127.0.0.1:8443>127.0.0.1:8443",
+                "10.0.0.5:8443>198.51.100.1:8443"
+            ]
+        );
     }
 
     #[test]
@@ -232,13 +353,13 @@ mod tests {
             2,
             "0.0.0.0 means every interface"
         );
-        assert!(endpoints(&rtc("", "", ""), &[], false).is_err());
+        assert!(endpoints(&rtc("", "", ""), &[], false, &HashMap::new()).is_err());
         // TCP follows its own address list and port, with the same overrides.
         let mut c = rtc("", "8.8.8.8", "30443");
         c.ice_address_tcp = "10.0.0.5".into();
         c.ice_port_tcp = 9443;
         assert_eq!(
-            adv(&endpoints(&c, &ips, true).unwrap()),
+            adv(&endpoints(&c, &ips, true, &HashMap::new()).unwrap()),
             ["10.0.0.5:9443>8.8.8.8:30443"]
         );
     }

@@ -162,3 +162,47 @@ fn unwritable_log_file_is_a_clear_startup_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cannot create log directory"), "{err}");
 }
+
+/// STUN discovery at start-up (spec §3.3): with `ice_servers` naming a STUN server and no host
+/// override, rtcd asks the server from the media port itself and advertises the answer, with the
+/// port override. The "STUN server" here is a loopback socket answering with a documentation
+/// address (203.0.113.7), which only ever appears in candidates.
+#[test]
+fn stun_discovered_public_address_is_advertised() {
+    let stun = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    stun.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let stun_addr = stun.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (n, from) = stun
+            .recv_from(&mut buf)
+            .expect("a binding request within 20 s");
+        assert!(n >= 20 && buf[0..2] == [0, 1], "a STUN binding request");
+        let mut resp = vec![0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+        resp.extend_from_slice(&buf[8..20]);
+        let port = 40000u16 ^ 0x2112;
+        let ip = [203 ^ 0x21, 0 ^ 0x12, 113 ^ 0xa4, 7 ^ 0x42];
+        resp.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+        resp.extend_from_slice(&port.to_be_bytes());
+        resp.extend_from_slice(&ip);
+        stun.send_to(&resp, from).unwrap();
+        from
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let servers = format!(r#"[{{"urls":["stun:{stun_addr}"]}}]"#);
+    let r = common::start(
+        dir.path(),
+        &[
+            ("RTCD_RTC_ICESERVERS", servers.as_str()),
+            ("RTCD_RTC_ICEHOSTPORTOVERRIDE", "30443"),
+        ],
+    );
+    let from = server.join().unwrap();
+    assert_eq!(from.ip().to_string(), "127.0.0.1");
+    assert!(
+        r.log_contains("203.0.113.7:30443"),
+        "the discovered address is advertised with the port override"
+    );
+    assert!(r.log_contains("public address discovered by STUN"));
+}
