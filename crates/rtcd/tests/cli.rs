@@ -182,7 +182,8 @@ fn stun_discovered_public_address_is_advertised() {
         let mut resp = vec![0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
         resp.extend_from_slice(&buf[8..20]);
         let port = 40000u16 ^ 0x2112;
-        let ip = [203 ^ 0x21, 0 ^ 0x12, 113 ^ 0xa4, 7 ^ 0x42];
+        // 203.0.113.7 XORed with the magic cookie 0x2112a442.
+        let ip: [u8; 4] = [203 ^ 0x21, 0x12, 113 ^ 0xa4, 7 ^ 0x42];
         resp.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
         resp.extend_from_slice(&port.to_be_bytes());
         resp.extend_from_slice(&ip);
