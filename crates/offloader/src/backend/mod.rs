@@ -69,6 +69,8 @@ pub struct RuntimeEnv {
     pub k8s_tolerations_file: Option<String>,
     /// `SECURITY_CONTEXT_PRIVILEGED` (Go `ParseBool`; anything else is false).
     pub security_context_privileged: bool,
+    /// `KUBECONFIG`: a kubeconfig file to use instead of the in-cluster service account.
+    pub kubeconfig: Option<String>,
 }
 
 /// The two backends behind one type, so the service needs no trait objects or boxed futures.
