@@ -35,6 +35,8 @@ KEY = "Ey4-H_BJA00_TVByPi8DozE12ekN3S7L"
 CLIENT = "chromium-plugin"
 VIEWERS = [f"V{i}" for i in range(10)]
 PEERS = ["A", "B", "C"] + VIEWERS
+# The sharer and one viewer support AV1: that viewer gets the AV1 variant, everyone else VP8.
+AV1_PEERS = {"B", "V0"}
 PAGE = pathlib.Path(__file__).with_name("calls_client.html").resolve()
 
 
@@ -201,7 +203,8 @@ async def main(base, out_dir):
 
             for sid in PEERS:
                 await ws.send(frame("join", {"callID": "call", "userID": "u" + sid, "sessionID": sid,
-                                             "channelID": "ch", "av1Support": False, "dcSignaling": False}))
+                                             "channelID": "ch", "av1Support": sid in AV1_PEERS,
+                                             "dcSignaling": False}))
                 await offer(sid, await chrome.call("newPeer", sid))
             for sid in PEERS:
                 await until(lambda: chrome.call("state", sid), 20, "peer state")
@@ -214,7 +217,7 @@ async def main(base, out_dir):
             await offer("A", await chrome.call("addMic", "A"))
             await ws.send(rtc("A", 4))
             # B shares its screen: `screen_on` names the stream first, as the webapp does.
-            screen = await chrome.call("addScreen", "B")
+            screen = await chrome.call("addScreen", "B", True)
             await ws.send(rtc("B", 5, json.dumps({"screenStreamID": screen["streamID"]}).encode()))
             await offer("B", screen["offer"])
             share_started = time.monotonic()
@@ -245,12 +248,18 @@ async def main(base, out_dir):
             # at most one per second of sharing (plus the burst of one).
             st_b = await stats("B")
             elapsed = time.monotonic() - share_started
-            result["sharer_plis"] = sum(s["pliReceived"] for s in st_b["outbound"] if s["kind"] == "video")
+            # The ten VP8 viewers share the `l` layer: one rate-limited PLI stream (V0's AV1 has its own).
+            result["sharer_plis"] = sum(s["pliReceived"] for s in st_b["outbound"] if s["codec"] == "video/VP8")
             result["sharer_layers"] = sorted(s["rid"] for s in st_b["outbound"] if s["kind"] == "video")
             result["viewer_plis"] = 0
             for v in VIEWERS + ["C"]:
                 result["viewer_plis"] += sum(s["pliSent"] for s in inbound(await stats(v), "video"))
             result["share_seconds"] = elapsed
+            result["viewer_codecs"] = {}
+            for v in VIEWERS + ["C"]:
+                st = await stats(v)
+                result["viewer_codecs"][v] = sorted({s["codec"] for s in inbound(st, "video") if s["framesDecoded"]})
+            result["sharer_codecs"] = sorted({s["codec"] for s in st_b["outbound"] if s["kind"] == "video"})
 
             # Bandwidth estimation: on this unconstrained link C's estimate grows past what `h`
             # carries, and rtcd moves C to the full-resolution layer (remove + add).
@@ -264,6 +273,10 @@ async def main(base, out_dir):
             except TimeoutError:
                 result["c_switch_to_h_seconds"] = None
             result["c_width_after_bwe"] = await c_width()
+            st_b2 = await stats("B")
+            result["sharer_outbound"] = [{k: s[k] for k in ("rid", "codec", "packets", "limit", "active", "width")}
+                                         for s in st_b2["outbound"] if s["kind"] == "video"]
+            result["sharer_outgoing_bitrate"] = st_b2.get("outgoingBitrate")
 
             c_state = await chrome.call("state", "C")
             maps = [m[1] for m in c_state["dcMsgs"] if m and m[0] == 9]

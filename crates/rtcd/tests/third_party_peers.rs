@@ -90,8 +90,8 @@ fn aiortc_peers_connect_and_hear_each_other() {
     }
 }
 
-/// Headless Chromium (libwebrtc, the webapp's stack): a speaker, a simulcast screen sharer, a
-/// listener and ten more viewers in one page, with the plugin's relay played by
+/// Headless Chromium (libwebrtc, the webapp's stack): a speaker, a simulcast screen sharer (with
+/// an AV1 variant), a listener and ten more viewers (one of them AV1-capable) in one page, with the plugin's relay played by
 /// `tests/interop/chromium_call.py` over the DevTools protocol. The namespace's second veth
 /// address stands in for a NAT's external address: rtcd maps `10.203.0.1` to it with a port
 /// override, so the override must show up only on that external candidate.
@@ -157,7 +157,22 @@ fn chromium_meeting_with_simulcast_screen_share() {
     assert!(n("c_video_frames") >= 10.0, "C decodes B's screen: {v}");
     // New viewers get the low layer (half of the 1280-pixel canvas).
     assert_eq!(n("c_video_width"), 640.0, "{v}");
-    assert_eq!(v["sharer_layers"], serde_json::json!(["h", "l"]), "{v}");
+    // B sends VP8 simulcast (l, h) and, having joined with av1Support, an AV1 variant (no rid).
+    assert_eq!(v["sharer_layers"], serde_json::json!(["", "h", "l"]), "{v}");
+    assert_eq!(
+        v["sharer_codecs"],
+        serde_json::json!(["video/AV1", "video/VP8"]),
+        "{v}"
+    );
+    // Codec per receiver: V0 (av1Support) decodes AV1, everyone else VP8.
+    for (viewer, codecs) in v["viewer_codecs"].as_object().unwrap() {
+        let want = if viewer == "V0" {
+            "video/AV1"
+        } else {
+            "video/VP8"
+        };
+        assert_eq!(codecs, &serde_json::json!([want]), "{viewer}: {v}");
+    }
     // TWCC feedback from Chromium drives the estimate past what `h` carries on this unlimited
     // link, and C is moved to the full-resolution layer.
     assert_eq!(n("c_width_after_bwe"), 1280.0, "C switched to h: {v}");

@@ -126,6 +126,8 @@ struct Peer {
     ufrag: String,
     dc: Option<ChannelId>,
     dc_signaling: bool,
+    /// The client joined with `av1Support`: it sends an AV1 screen/video variant and can decode one.
+    av1: bool,
     /// The data channel opened and the call's existing tracks were queued for this session.
     tracks_ready: bool,
     /// The server's offer awaiting an answer.
@@ -307,6 +309,12 @@ impl Sfu {
             .and_then(|p| p.get("dcSignaling"))
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
+        let av1 = cfg
+            .props
+            .as_ref()
+            .and_then(|p| p.get("av1Support"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let call = (cfg.group_id.clone(), cfg.call_id.clone());
         self.by_session.insert(cfg.session_id.clone(), id);
         self.by_ufrag.insert(ufrag.clone(), id);
@@ -325,6 +333,7 @@ impl Sfu {
                 ufrag,
                 dc: None,
                 dc_signaling,
+                av1,
                 tracks_ready: false,
                 pending: None,
                 to_add: BTreeSet::new(),
@@ -780,7 +789,7 @@ impl Sfu {
 
     /// Makes one server offer for every queued track change, if the session is ready for it.
     fn negotiate(&mut self, id: PeerId, now: Instant) {
-        let publishers: HashMap<TrackKey, (String, TrackIn)> = {
+        let publishers: HashMap<TrackKey, (String, TrackIn, bool)> = {
             let Some(peer) = self.peers.get(&id) else {
                 return;
             };
@@ -799,7 +808,7 @@ impl Sfu {
                 .filter_map(|k| {
                     let p = self.peers.get(&k.publisher)?;
                     let t = p.tracks_in.iter().find(|t| t.mid == k.mid)?;
-                    Some((*k, (p.session_id().to_owned(), t.clone())))
+                    Some((*k, (p.session_id().to_owned(), t.clone(), p.av1)))
                 })
                 .collect()
         };
@@ -814,9 +823,15 @@ impl Sfu {
         }
         let mut added: Vec<TrackOut> = Vec::new();
         for k in keys {
-            let Some((sender, t)) = publishers.get(&k) else {
+            let Some((sender, t, sender_av1)) = publishers.get(&k) else {
                 continue;
             };
+            // Codec per receiver, as rtcd: the AV1 variant when both sides support AV1, else VP8.
+            if (t.mime == "video/AV1" && !peer.av1)
+                || (t.mime == "video/VP8" && *sender_av1 && peer.av1)
+            {
+                continue;
+            }
             if peer.out.iter().any(|o| o.key == k) {
                 continue; // never the same track twice
             }
@@ -1173,11 +1188,6 @@ impl Sfu {
                 return;
             }
         };
-        // One slot per type and publisher: a second voice (or screen) track replaces the first.
-        for old in p.tracks_in.iter().filter(|t| t.track_type == track_type) {
-            crate::metrics::track(&p.cfg.group_id, "in", old.mime, -1.0);
-        }
-        p.tracks_in.retain(|t| t.track_type != track_type);
         let codec = p
             .rtc
             .media(mid)
@@ -1193,6 +1203,17 @@ impl Sfu {
             MediaKind::Audio => "audio/opus",
             MediaKind::Video => mime(codec),
         };
+        // One slot per type, codec and publisher (rtcd keys video by `mime_rid`): a second voice
+        // track replaces the first, while a VP8 screen and its AV1 variant coexist.
+        for old in p
+            .tracks_in
+            .iter()
+            .filter(|t| t.track_type == track_type && t.mime == mime)
+        {
+            crate::metrics::track(&p.cfg.group_id, "in", old.mime, -1.0);
+        }
+        p.tracks_in
+            .retain(|t| !(t.track_type == track_type && t.mime == mime));
         crate::metrics::track(&p.cfg.group_id, "in", mime, 1.0);
         let track_id = format!("{track_type}_{}_{}", p.cfg.session_id, random_string(8));
         p.tracks_in.push(TrackIn {
@@ -1286,6 +1307,7 @@ impl Sfu {
                 .and_then(|m| m.rate(now))
         };
         let (high, low) = (rate(Layer::High), rate(Layer::Low));
+        tracing::trace!(estimate, ?high, ?low, ?current, "bandwidth estimate");
         let Some(rp) = self.peers.get_mut(&id) else {
             return;
         };
