@@ -68,27 +68,39 @@ pub async fn string_map_body(body: Body, limit: usize) -> Result<HashMap<String,
     decode_string_map(&read_body(body, limit).await?)
 }
 
-/// Decodes a body the way Go decodes into `map[string]string` with `json.Decoder.Decode`: the
-/// first JSON value must be an object of strings (a `null` member is the empty string, a `null`
-/// body an empty map), and anything after that first value is ignored. Errors use Go's wording
-/// where it is short to reproduce.
-pub fn decode_string_map(body: &[u8]) -> Result<HashMap<String, String>, String> {
+/// The first JSON value of a body, as Go's `json.Decoder.Decode` reads it: whatever follows that
+/// value is ignored, an empty body is `EOF` and a truncated one `unexpected EOF`.
+pub fn first_json_value(body: &[u8]) -> Result<serde_json::Value, String> {
+    let mut it = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    match it.next() {
+        None => Err("EOF".into()),
+        Some(Err(e)) if e.is_eof() => Err("unexpected EOF".into()),
+        Some(Err(e)) => Err(format!("invalid JSON: {e}")),
+        Some(Ok(v)) => Ok(v),
+    }
+}
+
+/// The word Go's `json: cannot unmarshal <kind> into ...` errors use for a JSON value.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
     use serde_json::Value;
-    let mut it = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
-    let v = match it.next() {
-        None => return Err("EOF".into()),
-        Some(Err(e)) if e.is_eof() => return Err("unexpected EOF".into()),
-        Some(Err(e)) => return Err(format!("invalid JSON: {e}")),
-        Some(Ok(v)) => v,
-    };
-    let kind = |v: &Value| match v {
+    match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
         Value::Number(_) => "number",
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
-    };
+    }
+}
+
+/// Decodes a body the way Go decodes into `map[string]string` with `json.Decoder.Decode`: the
+/// first JSON value must be an object of strings (a `null` member is the empty string, a `null`
+/// body an empty map), and anything after that first value is ignored. Errors use Go's wording
+/// where it is short to reproduce.
+pub fn decode_string_map(body: &[u8]) -> Result<HashMap<String, String>, String> {
+    use serde_json::Value;
+    let v = first_json_value(body)?;
+    let kind = json_kind;
     match v {
         Value::Null => Ok(HashMap::new()),
         Value::Object(o) => o
