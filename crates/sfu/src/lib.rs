@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod shell;
 pub mod simulcast;
 pub mod stun;
+pub mod udp;
 pub mod vad;
 
 pub use crate::core::{Sfu, SfuConfig, SfuOutput};

@@ -2,12 +2,14 @@
 //! datagrams and commands go into [`Sfu`], and what comes out is written to sockets or reported.
 //!
 //! One socket per local address on the media port (as rtcd, which needs the address a packet
-//! arrived at to match it to a candidate). Each socket has a reader task; the core runs in one
-//! task that owns it, so no lock is taken per packet. Advertised addresses may differ from local
+//! arrived at to match it to a candidate), with large buffers. Each socket has a reader task that
+//! reads batches with `recvmmsg` into recycled buffers; the core runs in one task that owns it, so
+//! no lock is taken per packet, and what a round of input produces leaves with `sendmmsg`. Advertised addresses may differ from local
 //! ones (host override, port override): the shell translates between the two, so the core only
 //! ever sees advertised addresses.
 
 use crate::core::{Sfu, SfuConfig, SfuOutput};
+use crate::udp::RecvBatch;
 use calls_proto::RtcMessage;
 use calls_proto::json::SessionConfig;
 use std::collections::HashMap;
@@ -19,11 +21,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+/// Ingress messages (UDP batches, TCP frames) handled per round before output is flushed.
+const INGRESS_ROUND: usize = 16;
+
 /// Frames queued for one ICE-TCP connection before further ones are dropped.
 const TCP_QUEUE: usize = 1024;
 
 /// What the socket tasks hand to the core task.
 enum Ingress {
+    /// Datagrams read by one UDP socket in one `recvmmsg`; the buffer goes back to `recycle`.
+    Udp {
+        destination: SocketAddr,
+        batch: Box<RecvBatch>,
+        recycle: mpsc::UnboundedSender<Box<RecvBatch>>,
+    },
     Packet {
         proto: Protocol,
         source: SocketAddr,
@@ -93,8 +104,7 @@ impl Shell {
     pub async fn bind(udp: &[Endpoint], tcp: &[Endpoint]) -> Result<Self, String> {
         let mut sockets = Vec::new();
         for e in udp {
-            let s = UdpSocket::bind(e.local)
-                .await
+            let s = crate::udp::bind(e.local)
                 .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?;
             sockets.push((*e, Arc::new(s)));
         }
@@ -133,15 +143,17 @@ impl Shell {
             by_advertised.insert(e.advertised, sock.clone());
             let (sock, tx, advertised) = (sock.clone(), dgram_tx.clone(), e.advertised);
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
+                // Batches circulate between this reader and the core task: no allocation per
+                // datagram, one channel message per `recvmmsg`.
+                let (recycle, mut returned) = mpsc::unbounded_channel::<Box<RecvBatch>>();
                 loop {
-                    match sock.recv_from(&mut buf).await {
-                        Ok((n, src)) => {
-                            let p = Ingress::Packet {
-                                proto: Protocol::Udp,
-                                source: src,
+                    let mut batch = returned.try_recv().unwrap_or_default();
+                    match crate::udp::recv(&sock, &mut batch).await {
+                        Ok(_) => {
+                            let p = Ingress::Udp {
                                 destination: advertised,
-                                data: buf[..n].to_vec(),
+                                batch,
+                                recycle: recycle.clone(),
                             };
                             if tx.send(p).await.is_err() {
                                 break;
@@ -156,6 +168,8 @@ impl Shell {
         tokio::spawn(async move {
             let mut sfu = Sfu::new(cfg);
             let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+            // Outgoing datagrams per local socket, flushed with sendmmsg after each round.
+            let mut egress: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>> = HashMap::new();
             loop {
                 let deadline = sfu.poll_timeout();
                 tokio::select! {
@@ -172,18 +186,35 @@ impl Shell {
                             tracing::warn!(error = %e, "media command failed");
                         }
                     }
-                    d = dgram_rx.recv() => match d {
-                        None => break,
-                        Some(Ingress::Packet { proto, source, destination, data }) => {
-                            sfu.handle_datagram(Instant::now(), proto, source, destination, &data)
+                    d = dgram_rx.recv() => {
+                        let Some(mut d) = d else { break };
+                        // Take what else is already queued too (bounded), so that the output of
+                        // many datagrams leaves in few sendmmsg calls.
+                        let now = Instant::now();
+                        for _ in 0..INGRESS_ROUND {
+                            match d {
+                                Ingress::Udp { destination, batch, recycle } => {
+                                    for (source, data) in batch.iter() {
+                                        sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
+                                    }
+                                    let _ = recycle.send(batch);
+                                }
+                                Ingress::Packet { proto, source, destination, data } => {
+                                    sfu.handle_datagram(now, proto, source, destination, &data)
+                                }
+                                Ingress::TcpOpen { peer, tx } => {
+                                    tcp_conns.insert(peer, tx);
+                                }
+                                Ingress::TcpClosed { peer } => {
+                                    tcp_conns.remove(&peer);
+                                }
+                            }
+                            match dgram_rx.try_recv() {
+                                Ok(next) => d = next,
+                                Err(_) => break,
+                            }
                         }
-                        Some(Ingress::TcpOpen { peer, tx }) => {
-                            tcp_conns.insert(peer, tx);
-                        }
-                        Some(Ingress::TcpClosed { peer }) => {
-                            tcp_conns.remove(&peer);
-                        }
-                    },
+                    }
                     _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
                 }
                 while let Some(o) = sfu.poll_output() {
@@ -208,13 +239,10 @@ impl Shell {
                             destination,
                             contents,
                             ..
-                        } => {
-                            if let Some(sock) = by_advertised.get(&source)
-                                && let Err(e) = sock.try_send_to(&contents, destination)
-                            {
-                                tracing::debug!(error = %e, %destination, "udp send dropped");
-                            }
-                        }
+                        } => egress
+                            .entry(source)
+                            .or_default()
+                            .push((destination, contents)),
                         SfuOutput::Signal(m) => {
                             tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
                             forward(&reports, Report::Signal(m))
@@ -226,6 +254,23 @@ impl Shell {
                             forward(&reports, Report::SessionEnded { session_id, reason })
                         }
                     }
+                }
+                for (source, queued) in egress.iter_mut().filter(|(_, q)| !q.is_empty()) {
+                    if let Some(sock) = by_advertised.get(source) {
+                        let msgs: Vec<(SocketAddr, &[u8])> =
+                            queued.iter().map(|(d, c)| (*d, c.as_slice())).collect();
+                        match crate::udp::send(sock, &msgs) {
+                            Ok(n) if n < msgs.len() => {
+                                tracing::debug!(
+                                    dropped = msgs.len() - n,
+                                    "udp send buffer full: datagrams dropped"
+                                )
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(error = %e, "udp send failed"),
+                        }
+                    }
+                    queued.clear();
                 }
             }
         })

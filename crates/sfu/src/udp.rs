@@ -1,0 +1,250 @@
+//! Batched UDP I/O for the shell: `recvmmsg`/`sendmmsg` on Linux (one syscall per batch rather
+//! than per datagram), large socket buffers, and receive buffers that are reused rather than
+//! allocated per datagram. Other systems fall back to one datagram per call.
+
+use std::io;
+use std::net::SocketAddr;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Datagrams per `recvmmsg`/`sendmmsg` call.
+pub const BATCH: usize = 32;
+/// Room per received datagram: above any path MTU a WebRTC peer uses.
+const SLOT: usize = 2048;
+/// Socket buffers asked for: bursts of a large call (a keyframe to hundreds of viewers) must not
+/// overflow the kernel's default ~200 KB. The kernel caps this at `net.core.{r,w}mem_max`.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Binds a non-blocking UDP socket with large buffers.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Best effort: a smaller buffer still works, it just drops sooner under bursts.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Up to [`BATCH`] received datagrams in one reusable buffer.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    lens: [usize; BATCH],
+    addrs: [Option<SocketAddr>; BATCH],
+    count: usize,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; SLOT * BATCH],
+            lens: [0; BATCH],
+            addrs: [None; BATCH],
+            count: 0,
+        }
+    }
+}
+
+impl RecvBatch {
+    /// The datagrams of the last receive, with their source addresses.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        (0..self.count).filter_map(move |i| {
+            let addr = self.addrs[i]?;
+            Some((addr, &self.buf[i * SLOT..i * SLOT + self.lens[i]]))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// Waits until the socket is readable, then fills `batch` with what is queued (at least one).
+pub async fn recv(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    loop {
+        sock.readable().await?;
+        match sock.try_io(Interest::READABLE, || recv_now(sock, batch)) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends as many of `msgs` as the socket takes now; returns how many went out. A full socket
+/// buffer stops the batch (the rest is dropped by the caller, as UDP would).
+pub fn send(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < msgs.len() {
+        let end = (sent + BATCH).min(msgs.len());
+        // Straight to the non-blocking socket: tokio's write readiness is not needed, since a
+        // full buffer means dropping, never waiting.
+        match send_now(sock, &msgs[sent..end]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                if sent == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+#[cfg(target_os = "linux")]
+fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: every pointer handed to recvmmsg points into `batch.buf`, `storage`, `iovs` or
+    // `hdrs`, all of which outlive the call; lengths match the buffers they describe.
+    unsafe {
+        let mut storage: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
+        let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
+        let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+        let base = batch.buf.as_mut_ptr();
+        for i in 0..BATCH {
+            iovs[i].iov_base = base.add(i * SLOT).cast();
+            iovs[i].iov_len = SLOT;
+            hdrs[i].msg_hdr.msg_name = (&mut storage[i] as *mut libc::sockaddr_storage).cast();
+            hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let n = libc::recvmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        );
+        if n < 0 {
+            batch.count = 0;
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            // A datagram larger than a slot is truncated (MSG_TRUNC); no WebRTC packet is.
+            batch.lens[i] = (hdrs[i].msg_len as usize).min(SLOT);
+            batch.addrs[i] = from_storage(&storage[i]);
+        }
+        batch.count = n;
+        Ok(n)
+    }
+}
+
+/// The source address recvmmsg wrote (IPv4 or IPv6; anything else is not ours).
+#[cfg(target_os = "linux")]
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match s.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large
+            // enough for and aligned for.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_now(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let addrs: Vec<socket2::SockAddr> = msgs.iter().map(|(a, _)| (*a).into()).collect();
+    // SAFETY: the headers point into `addrs`, `iovs` and the caller's slices, which all outlive
+    // the call; sendmmsg only reads through them.
+    unsafe {
+        let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
+        let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+        let n = msgs.len().min(BATCH);
+        for i in 0..n {
+            iovs[i].iov_base = msgs[i].1.as_ptr() as *mut libc::c_void;
+            iovs[i].iov_len = msgs[i].1.len();
+            hdrs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut libc::c_void;
+            hdrs[i].msg_hdr.msg_namelen = addrs[i].len();
+            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let r = libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        );
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
+    let (n, addr) = sock.try_recv_from(&mut batch.buf[..SLOT])?;
+    batch.lens[0] = n;
+    batch.addrs[0] = Some(addr);
+    batch.count = 1;
+    Ok(1)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_now(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+    let (addr, data) = msgs[0];
+    sock.try_send_to(data, addr).map(|_| 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_round_trip_over_loopback() {
+        let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = b.local_addr().unwrap();
+        let payloads: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 10 + i as usize * 13]).collect();
+        let msgs: Vec<(SocketAddr, &[u8])> = payloads.iter().map(|p| (to, p.as_slice())).collect();
+        assert_eq!(
+            send(&a, &msgs).unwrap(),
+            70,
+            "three sendmmsg calls carry all 70"
+        );
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut batch = RecvBatch::default();
+        while got.len() < 70 {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), recv(&b, &mut batch))
+                .await
+                .expect("datagrams arrive")
+                .unwrap();
+            assert!((1..=BATCH).contains(&n));
+            for (from, data) in batch.iter() {
+                assert_eq!(from, a.local_addr().unwrap());
+                got.push(data.to_vec());
+            }
+        }
+        assert_eq!(got, payloads);
+    }
+}
