@@ -235,12 +235,10 @@ async fn init(State(s): St, method: Method, headers: HeaderMap, body: Body) -> R
     }
 }
 
-/// The `{id}` of a job route, or Go's 404 when it does not match `[a-z0-9]{12,26}`.
-fn job_id(p: Result<Path<String>, PathRejection>) -> Result<String, Response<Body>> {
-    match p {
-        Ok(Path(id)) if valid_job_id(&id) => Ok(id),
-        _ => Err(h::not_found()),
-    }
+/// The `{id}` of a job route, if it matches `[a-z0-9]{12,26}` (otherwise Go's route does not
+/// match and the answer is `404 page not found`).
+fn job_id(p: Result<Path<String>, PathRejection>) -> Option<String> {
+    p.ok().map(|Path(id)| id).filter(|id| valid_job_id(id))
 }
 
 async fn job(
@@ -249,9 +247,8 @@ async fn job(
     headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
 ) -> Response<Body> {
-    let id = match job_id(p) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = job_id(p) else {
+        return h::not_found();
     };
     if method != Method::GET && method != Method::DELETE {
         return method_not_allowed();
@@ -279,9 +276,8 @@ async fn job_logs(
     headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
 ) -> Response<Body> {
-    let id = match job_id(p) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = job_id(p) else {
+        return h::not_found();
     };
     if method != Method::GET {
         return method_not_allowed();
