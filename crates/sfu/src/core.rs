@@ -49,6 +49,9 @@ pub struct SfuConfig {
     /// switching. It also paces what the session receives; the virtual-network tests turn it
     /// off because pacing at 1 ms steps makes their fixed-time loops slow.
     pub bandwidth_estimation: bool,
+    /// The first character of every local ufrag this core hands out. The shell runs one core per
+    /// shard and reads the shard back from the USERNAME of a client's STUN checks.
+    pub ufrag_prefix: Option<char>,
 }
 
 fn mime(codec: Option<str0m::format::Codec>) -> &'static str {
@@ -262,7 +265,10 @@ impl Sfu {
         if self.by_session.contains_key(&cfg.session_id) {
             return Err(format!("session {} already exists", cfg.session_id));
         }
-        let ufrag = random_string(16);
+        let ufrag = match self.cfg.ufrag_prefix {
+            Some(c) => format!("{c}{}", random_string(15)),
+            None => random_string(16),
+        };
         let creds = str0m::IceCreds {
             ufrag: ufrag.clone(),
             pass: random_string(32),

@@ -1,10 +1,15 @@
 //! The I/O shell around the SFU core: UDP sockets, a clock and channels. It owns no policy:
 //! datagrams and commands go into [`Sfu`], and what comes out is written to sockets or reported.
 //!
-//! One socket per local address on the media port (as rtcd, which needs the address a packet
-//! arrived at to match it to a candidate), with large buffers. Each socket has a reader task that
-//! reads batches with `recvmmsg` into recycled buffers; the core runs in one task that owns it, so
-//! no lock is taken per packet, and what a round of input produces leaves with `sendmmsg`. Advertised addresses may differ from local
+//! Sharded by call across cores: each shard is a thread with its own core ([`Sfu`]) and, for
+//! every local address on the media port (one per address, as rtcd needs the address a packet
+//! arrived at to match it to a candidate), its own `SO_REUSEPORT` socket with large buffers. A
+//! call lives on one shard, so forwarding never crosses threads and no lock is taken per packet.
+//! The kernel spreads remote addresses over the sockets without knowing the shards, so readers
+//! send each datagram to its session's shard (named by the first character of the ufrag in its
+//! STUN checks). Readers take batches with `recvmmsg` into recycled buffers, and what a round of
+//! input produces leaves with `sendmmsg`. A router task gives each session's commands to the
+//! shard of its call. Advertised addresses may differ from local
 //! ones (host override, port override): the shell translates between the two, so the core only
 //! ever sees advertised addresses.
 
@@ -91,22 +96,71 @@ pub fn local_ips(enable_ipv6: bool) -> std::io::Result<Vec<IpAddr>> {
     Ok(ips)
 }
 
+/// Characters that start each shard's local ufrags (and so bound the number of shards).
+const SHARD_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+/// Remote addresses a reader remembers the shard of before it starts over (bounds memory against
+/// address churn; forgotten addresses are learned again from their next STUN check).
+const LEARNED_MAX: usize = 1 << 16;
+
+/// The shard whose core handed out `ufrag`.
+fn shard_of_ufrag(ufrag: &str) -> Option<usize> {
+    let c = *ufrag.as_bytes().first()?;
+    SHARD_CHARS.iter().position(|x| *x == c)
+}
+
+/// The shard a call lives on: every session of a call is on one core, so forwarding never
+/// crosses threads.
+fn shard_of_call(group: &str, call: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (group, call).hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
 pub struct Shell {
-    sockets: Vec<(Endpoint, Arc<UdpSocket>)>,
+    /// Per UDP endpoint, one `SO_REUSEPORT` socket per shard.
+    sockets: Vec<(Endpoint, Vec<std::net::UdpSocket>)>,
     tcp: Vec<(Endpoint, TcpListener)>,
+    shards: usize,
     /// See [`SfuConfig::nack_buffer_size`].
     pub nack_buffer_size: usize,
 }
 
 impl Shell {
-    /// Binds one UDP socket per UDP endpoint and one ICE-TCP listener per TCP endpoint. Fails
-    /// with the address that could not be bound.
+    /// How many cores this machine gives the media plane (one shard each).
+    pub fn default_shards() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, SHARD_CHARS.len())
+    }
+
+    /// Binds [`Shell::default_shards`] UDP sockets per UDP endpoint and one ICE-TCP listener per
+    /// TCP endpoint. Fails with the address that could not be bound.
     pub async fn bind(udp: &[Endpoint], tcp: &[Endpoint]) -> Result<Self, String> {
+        Self::bind_sharded(udp, tcp, Self::default_shards()).await
+    }
+
+    /// As [`Shell::bind`] with an explicit number of shards (1..=52).
+    pub async fn bind_sharded(
+        udp: &[Endpoint],
+        tcp: &[Endpoint],
+        shards: usize,
+    ) -> Result<Self, String> {
+        let shards = shards.clamp(1, SHARD_CHARS.len());
         let mut sockets = Vec::new();
         for e in udp {
-            let s = crate::udp::bind(e.local)
+            // SO_REUSEPORT would let us join another process's group on a busy port: probe the
+            // port exclusively first, so a port in use stays a start-up error.
+            drop(
+                crate::udp::bind_std(e.local, false)
+                    .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?,
+            );
+            let group = (0..shards)
+                .map(|_| crate::udp::bind_std(e.local, true))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?;
-            sockets.push((*e, Arc::new(s)));
+            sockets.push((*e, group));
         }
         let mut listeners = Vec::new();
         for e in tcp {
@@ -118,162 +172,325 @@ impl Shell {
         Ok(Self {
             sockets,
             tcp: listeners,
+            shards,
             nack_buffer_size: 0,
         })
     }
 
-    /// Runs the SFU until the command channel closes.
+    /// Runs the SFU until the command channel closes: one thread per shard, each with its own
+    /// core, sockets and timers, and a router task here that sends each session's commands to
+    /// the shard of its call.
     pub fn spawn(
         self,
         mut cmds: mpsc::Receiver<Command>,
         reports: mpsc::Sender<Report>,
     ) -> tokio::task::JoinHandle<()> {
-        let cfg = SfuConfig {
+        let n = self.shards;
+        tracing::info!(shards = n, "rtc: media shards (one core thread each)");
+        let base = SfuConfig {
             udp_candidates: self.sockets.iter().map(|(e, _)| e.advertised).collect(),
             tcp_candidates: self.tcp.iter().map(|(e, _)| e.advertised).collect(),
             nack_buffer_size: self.nack_buffer_size,
             bandwidth_estimation: true,
+            ufrag_prefix: None,
         };
-        let (dgram_tx, mut dgram_rx) = mpsc::channel::<Ingress>(4096);
-        for (e, listener) in self.tcp {
-            tokio::spawn(accept_loop(listener, e.advertised, dgram_tx.clone()));
+        let mut ingress_txs = Vec::new();
+        let mut ingress_rxs = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel::<Ingress>(4096);
+            ingress_txs.push(tx);
+            ingress_rxs.push(rx);
         }
-        let mut by_advertised: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-        for (e, sock) in &self.sockets {
-            by_advertised.insert(e.advertised, sock.clone());
-            let (sock, tx, advertised) = (sock.clone(), dgram_tx.clone(), e.advertised);
-            tokio::spawn(async move {
-                // Batches circulate between this reader and the core task: no allocation per
-                // datagram, one channel message per `recvmmsg`.
-                let (recycle, mut returned) = mpsc::unbounded_channel::<Box<RecvBatch>>();
-                loop {
-                    let mut batch = returned.try_recv().unwrap_or_default();
-                    match crate::udp::recv(&sock, &mut batch).await {
-                        Ok(_) => {
-                            let p = Ingress::Udp {
-                                destination: advertised,
-                                batch,
-                                recycle: recycle.clone(),
-                            };
-                            if tx.send(p).await.is_err() {
-                                break;
-                            }
+        let (shard_reports, mut shard_reports_rx) = mpsc::channel::<Report>(2000);
+        let mut shard_cmds = Vec::new();
+        let mut sockets: Vec<Vec<(Endpoint, std::net::UdpSocket)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (e, group) in self.sockets {
+            for (k, sock) in group.into_iter().enumerate() {
+                sockets[k].push((e, sock));
+            }
+        }
+        for (k, (socks, ingress)) in sockets.into_iter().zip(ingress_rxs).enumerate() {
+            let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(2000);
+            shard_cmds.push(cmd_tx);
+            let shard = Shard {
+                index: k,
+                cfg: SfuConfig {
+                    ufrag_prefix: Some(SHARD_CHARS[k] as char),
+                    ..base.clone()
+                },
+                sockets: socks,
+                cmds: cmd_rx,
+                ingress,
+                peers: ingress_txs.clone(),
+                reports: shard_reports.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("sfu-{k}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(shard.run()),
+                        Err(e) => {
+                            tracing::error!(shard = k, error = %e, "cannot start media shard")
                         }
-                        Err(e) => tracing::debug!(error = %e, "udp receive error"),
                     }
-                }
-            });
+                });
+            if let Err(e) = spawned {
+                tracing::error!(shard = k, error = %e, "cannot start media shard thread");
+            }
         }
-        drop(dgram_tx);
+        drop(shard_reports);
+        for (e, listener) in self.tcp {
+            tokio::spawn(accept_loop(listener, e.advertised, ingress_txs.clone()));
+        }
+        drop(ingress_txs);
         tokio::spawn(async move {
-            let mut sfu = Sfu::new(cfg);
-            let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-            // Outgoing datagrams per local socket, flushed with sendmmsg after each round.
-            let mut egress: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>> = HashMap::new();
+            // Session → shard, for the commands that follow a join. Entries go when the session
+            // is closed by the control plane or ends in the media plane.
+            let mut sessions: HashMap<String, usize> = HashMap::new();
             loop {
-                let deadline = sfu.poll_timeout();
                 tokio::select! {
                     cmd = cmds.recv() => {
                         let Some(cmd) = cmd else { break };
-                        let now = Instant::now();
-                        tracing::debug!(?cmd, "media command");
-                        let res = match cmd {
-                            Command::Init(c) => sfu.init_session(c, now),
-                            Command::Rtc(m) => sfu.handle_rtc(m, now),
-                            Command::Close(id) => { sfu.close_session(&id, now); Ok(()) }
+                        let shard = match &cmd {
+                            Command::Init(c) => {
+                                let k = shard_of_call(&c.group_id, &c.call_id, n);
+                                sessions.entry(c.session_id.clone()).or_insert(k);
+                                Some(k)
+                            }
+                            Command::Rtc(m) => sessions.get(&m.session_id).copied(),
+                            Command::Close(id) => sessions.remove(id),
                         };
-                        if let Err(e) = res {
-                            tracing::warn!(error = %e, "media command failed");
+                        match shard {
+                            Some(k) => {
+                                if shard_cmds[k].send(cmd).await.is_err() {
+                                    tracing::error!(shard = k, "media shard is gone: command dropped");
+                                }
+                            }
+                            None => tracing::debug!(?cmd, "media command for an unknown session dropped"),
                         }
                     }
-                    d = dgram_rx.recv() => {
-                        let Some(mut d) = d else { break };
-                        // Take what else is already queued too (bounded), so that the output of
-                        // many datagrams leaves in few sendmmsg calls.
-                        let now = Instant::now();
-                        for _ in 0..INGRESS_ROUND {
-                            match d {
-                                Ingress::Udp { destination, batch, recycle } => {
-                                    for (source, data) in batch.iter() {
-                                        sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
-                                    }
-                                    let _ = recycle.send(batch);
-                                }
-                                Ingress::Packet { proto, source, destination, data } => {
-                                    sfu.handle_datagram(now, proto, source, destination, &data)
-                                }
-                                Ingress::TcpOpen { peer, tx } => {
-                                    tcp_conns.insert(peer, tx);
-                                }
-                                Ingress::TcpClosed { peer } => {
-                                    tcp_conns.remove(&peer);
-                                }
-                            }
-                            match dgram_rx.try_recv() {
-                                Ok(next) => d = next,
-                                Err(_) => break,
-                            }
+                    r = shard_reports_rx.recv() => {
+                        let Some(r) = r else { break };
+                        if let Report::SessionEnded { session_id, .. } = &r {
+                            sessions.remove(session_id);
                         }
+                        forward(&reports, r);
                     }
-                    _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
-                }
-                while let Some(o) = sfu.poll_output() {
-                    match o {
-                        SfuOutput::Transmit {
-                            proto: Protocol::Tcp,
-                            destination,
-                            contents,
-                            ..
-                        } => match tcp_conns.get(&destination) {
-                            Some(tx) => {
-                                if tx.try_send(contents).is_err() {
-                                    tracing::debug!(%destination, "ice-tcp send queue full: frame dropped");
-                                }
-                            }
-                            None => {
-                                tracing::debug!(%destination, "no ice-tcp connection for frame")
-                            }
-                        },
-                        SfuOutput::Transmit {
-                            source,
-                            destination,
-                            contents,
-                            ..
-                        } => egress
-                            .entry(source)
-                            .or_default()
-                            .push((destination, contents)),
-                        SfuOutput::Signal(m) => {
-                            tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
-                            forward(&reports, Report::Signal(m))
-                        }
-                        SfuOutput::Vad { session_id, on } => {
-                            forward(&reports, Report::Vad { session_id, on })
-                        }
-                        SfuOutput::SessionEnded { session_id, reason } => {
-                            forward(&reports, Report::SessionEnded { session_id, reason })
-                        }
-                    }
-                }
-                for (source, queued) in egress.iter_mut().filter(|(_, q)| !q.is_empty()) {
-                    if let Some(sock) = by_advertised.get(source) {
-                        let msgs: Vec<(SocketAddr, &[u8])> =
-                            queued.iter().map(|(d, c)| (*d, c.as_slice())).collect();
-                        match crate::udp::send(sock, &msgs) {
-                            Ok(n) if n < msgs.len() => {
-                                tracing::debug!(
-                                    dropped = msgs.len() - n,
-                                    "udp send buffer full: datagrams dropped"
-                                )
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::debug!(error = %e, "udp send failed"),
-                        }
-                    }
-                    queued.clear();
                 }
             }
         })
+    }
+}
+
+/// One media shard: a core, this shard's socket of every UDP endpoint, and its timers, all on one
+/// thread, so no lock is taken per packet.
+struct Shard {
+    index: usize,
+    cfg: SfuConfig,
+    sockets: Vec<(Endpoint, std::net::UdpSocket)>,
+    cmds: mpsc::Receiver<Command>,
+    ingress: mpsc::Receiver<Ingress>,
+    /// Every shard's ingress (this one's included), for datagrams the kernel gave the wrong shard.
+    peers: Vec<mpsc::Sender<Ingress>>,
+    reports: mpsc::Sender<Report>,
+}
+
+impl Shard {
+    async fn run(self) {
+        let Shard {
+            index,
+            cfg,
+            sockets,
+            mut cmds,
+            mut ingress,
+            peers,
+            reports,
+        } = self;
+        let mut by_advertised: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        for (e, std_sock) in sockets {
+            let sock = match UdpSocket::from_std(std_sock) {
+                Ok(s) => Arc::new(s),
+                Err(err) => {
+                    tracing::error!(local = %e.local, error = %err, "cannot register media socket");
+                    continue;
+                }
+            };
+            by_advertised.insert(e.advertised, sock.clone());
+            tokio::spawn(read_loop(sock, e.advertised, index, peers.clone()));
+        }
+        drop(peers);
+        let mut sfu = Sfu::new(cfg);
+        let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+        // Outgoing datagrams per local socket, flushed with sendmmsg after each round.
+        let mut egress: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>> = HashMap::new();
+        loop {
+            let deadline = sfu.poll_timeout();
+            tokio::select! {
+                cmd = cmds.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let now = Instant::now();
+                    tracing::debug!(?cmd, shard = index, "media command");
+                    let res = match cmd {
+                        Command::Init(c) => sfu.init_session(c, now),
+                        Command::Rtc(m) => sfu.handle_rtc(m, now),
+                        Command::Close(id) => { sfu.close_session(&id, now); Ok(()) }
+                    };
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "media command failed");
+                    }
+                }
+                d = ingress.recv() => {
+                    let Some(mut d) = d else { break };
+                    // Take what else is already queued too (bounded), so that the output of
+                    // many datagrams leaves in few sendmmsg calls.
+                    let now = Instant::now();
+                    for _ in 0..INGRESS_ROUND {
+                        match d {
+                            Ingress::Udp { destination, batch, recycle } => {
+                                for (source, data) in batch.iter() {
+                                    sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
+                                }
+                                let _ = recycle.send(batch);
+                            }
+                            Ingress::Packet { proto, source, destination, data } => {
+                                sfu.handle_datagram(now, proto, source, destination, &data)
+                            }
+                            Ingress::TcpOpen { peer, tx } => {
+                                tcp_conns.insert(peer, tx);
+                            }
+                            Ingress::TcpClosed { peer } => {
+                                tcp_conns.remove(&peer);
+                            }
+                        }
+                        match ingress.try_recv() {
+                            Ok(next) => d = next,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
+            }
+            while let Some(o) = sfu.poll_output() {
+                match o {
+                    SfuOutput::Transmit {
+                        proto: Protocol::Tcp,
+                        destination,
+                        contents,
+                        ..
+                    } => match tcp_conns.get(&destination) {
+                        Some(tx) => {
+                            if tx.try_send(contents).is_err() {
+                                tracing::debug!(%destination, "ice-tcp send queue full: frame dropped");
+                            }
+                        }
+                        None => {
+                            tracing::debug!(%destination, "no ice-tcp connection for frame")
+                        }
+                    },
+                    SfuOutput::Transmit {
+                        source,
+                        destination,
+                        contents,
+                        ..
+                    } => egress
+                        .entry(source)
+                        .or_default()
+                        .push((destination, contents)),
+                    SfuOutput::Signal(m) => {
+                        tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
+                        forward(&reports, Report::Signal(m))
+                    }
+                    SfuOutput::Vad { session_id, on } => {
+                        forward(&reports, Report::Vad { session_id, on })
+                    }
+                    SfuOutput::SessionEnded { session_id, reason } => {
+                        forward(&reports, Report::SessionEnded { session_id, reason })
+                    }
+                }
+            }
+            for (source, queued) in egress.iter_mut().filter(|(_, q)| !q.is_empty()) {
+                if let Some(sock) = by_advertised.get(source) {
+                    let msgs: Vec<(SocketAddr, &[u8])> =
+                        queued.iter().map(|(d, c)| (*d, c.as_slice())).collect();
+                    match crate::udp::send(sock, &msgs) {
+                        Ok(n) if n < msgs.len() => {
+                            tracing::debug!(
+                                dropped = msgs.len() - n,
+                                "udp send buffer full: datagrams dropped"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "udp send failed"),
+                    }
+                }
+                queued.clear();
+            }
+        }
+    }
+}
+
+/// Reads one shard's socket of one endpoint. The kernel spreads remote addresses over the
+/// `SO_REUSEPORT` group without knowing our shards, so each datagram goes to the shard of its
+/// session: a STUN check names it (the first ufrag character), and the reader remembers the
+/// sender's address for the DTLS/SRTP that follows. Datagrams of this shard stay in the batch
+/// (no copy); others are copied to their shard.
+async fn read_loop(
+    sock: Arc<UdpSocket>,
+    advertised: SocketAddr,
+    own: usize,
+    shards: Vec<mpsc::Sender<Ingress>>,
+) {
+    // Batches circulate between this reader and its core: no allocation per datagram, one
+    // channel message per `recvmmsg`.
+    let (recycle, mut returned) = mpsc::unbounded_channel::<Box<RecvBatch>>();
+    let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
+    loop {
+        let mut batch = returned.try_recv().unwrap_or_default();
+        if let Err(e) = crate::udp::recv(&sock, &mut batch).await {
+            tracing::debug!(error = %e, "udp receive error");
+            continue;
+        }
+        if shards.len() > 1 {
+            for i in 0..batch.len() {
+                let Some((source, data)) = batch.get(i) else {
+                    continue;
+                };
+                let target = match crate::stun::local_ufrag(data).and_then(shard_of_ufrag) {
+                    Some(k) if k < shards.len() => {
+                        if learned.len() >= LEARNED_MAX {
+                            learned.clear();
+                        }
+                        learned.insert(source, k);
+                        k
+                    }
+                    _ => learned.get(&source).copied().unwrap_or(own),
+                };
+                if target != own {
+                    let p = Ingress::Packet {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: advertised,
+                        data: data.to_vec(),
+                    };
+                    if shards[target].try_send(p).is_err() {
+                        tracing::debug!(shard = target, "media shard queue full: datagram dropped");
+                    }
+                    batch.skip(i);
+                }
+            }
+        }
+        let p = Ingress::Udp {
+            destination: advertised,
+            batch,
+            recycle: recycle.clone(),
+        };
+        if shards[own].send(p).await.is_err() {
+            break;
+        }
     }
 }
 
@@ -281,7 +498,7 @@ impl Shell {
 async fn accept_loop(
     listener: TcpListener,
     advertised: SocketAddr,
-    ingress: mpsc::Sender<Ingress>,
+    ingress: Vec<mpsc::Sender<Ingress>>,
 ) {
     loop {
         match listener.accept().await {
@@ -297,16 +514,43 @@ async fn accept_loop(
     }
 }
 
-/// One ICE-TCP connection: 2-byte big-endian length, then the packet, both ways.
+/// One ICE-TCP connection: 2-byte big-endian length, then the packet, both ways. Its first
+/// frame must be a STUN check, whose ufrag names the shard the connection belongs to.
 async fn tcp_conn(
     stream: TcpStream,
     peer: SocketAddr,
     advertised: SocketAddr,
-    ingress: mpsc::Sender<Ingress>,
+    shards: Vec<mpsc::Sender<Ingress>>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
+    let mut len = [0u8; 2];
+    let mut buf = vec![0u8; u16::MAX as usize];
+    if rd.read_exact(&mut len).await.is_err() {
+        return;
+    }
+    let n = u16::from_be_bytes(len) as usize;
+    if rd.read_exact(&mut buf[..n]).await.is_err() {
+        return;
+    }
+    let Some(ingress) = crate::stun::local_ufrag(&buf[..n])
+        .and_then(shard_of_ufrag)
+        .and_then(|k| shards.get(k))
+        .cloned()
+    else {
+        return; // not ICE: nothing of ours
+    };
+    drop(shards);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
     if ingress.send(Ingress::TcpOpen { peer, tx }).await.is_err() {
+        return;
+    }
+    let first = Ingress::Packet {
+        proto: Protocol::Tcp,
+        source: peer,
+        destination: advertised,
+        data: buf[..n].to_vec(),
+    };
+    if ingress.send(first).await.is_err() {
         return;
     }
     let writer = tokio::spawn(async move {
@@ -322,8 +566,6 @@ async fn tcp_conn(
             }
         }
     });
-    let mut len = [0u8; 2];
-    let mut buf = vec![0u8; u16::MAX as usize];
     loop {
         if rd.read_exact(&mut len).await.is_err() {
             break;
@@ -355,5 +597,33 @@ fn forward(reports: &mpsc::Sender<Report>, r: Report) {
 async fn sleep_until(t: Option<Instant>) {
     if let Some(t) = t {
         tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ufrags_name_their_shard() {
+        for (k, c) in SHARD_CHARS.iter().enumerate() {
+            let ufrag = format!("{}abcdefghijklmno", *c as char);
+            assert_eq!(shard_of_ufrag(&ufrag), Some(k));
+        }
+        assert_eq!(shard_of_ufrag(""), None);
+        assert_eq!(shard_of_ufrag("1abc"), None);
+    }
+
+    #[test]
+    fn a_call_always_lands_on_one_shard_and_calls_spread() {
+        let k = shard_of_call("g", "call-1", 8);
+        for _ in 0..10 {
+            assert_eq!(shard_of_call("g", "call-1", 8), k);
+        }
+        let used: std::collections::HashSet<usize> = (0..200)
+            .map(|i| shard_of_call("g", &format!("call-{i}"), 8))
+            .collect();
+        assert_eq!(used.len(), 8, "200 calls use all 8 shards");
+        assert!((0..100).all(|i| shard_of_call("g", &format!("c{i}"), 1) == 0));
     }
 }

@@ -15,19 +15,29 @@ const SLOT: usize = 2048;
 /// overflow the kernel's default ~200 KB. The kernel caps this at `net.core.{r,w}mem_max`.
 const SOCKET_BUFFER: usize = 8 << 20;
 
-/// Binds a non-blocking UDP socket with large buffers.
+/// Binds a non-blocking UDP socket with large buffers, registered with the current runtime.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    UdpSocket::from_std(bind_std(addr, false)?)
+}
+
+/// Binds a non-blocking UDP socket with large buffers; with `reuse_port`, one of a
+/// `SO_REUSEPORT` group among which the kernel spreads remote addresses.
+pub fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    if reuse_port {
+        s.set_reuse_port(true)?;
     }
     // Best effort: a smaller buffer still works, it just drops sooner under bursts.
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 /// Up to [`BATCH`] received datagrams in one reusable buffer.
@@ -35,6 +45,8 @@ pub struct RecvBatch {
     buf: Vec<u8>,
     lens: [usize; BATCH],
     addrs: [Option<SocketAddr>; BATCH],
+    /// Datagrams handed elsewhere (another shard) and skipped by [`RecvBatch::iter`].
+    skip: [bool; BATCH],
     count: usize,
 }
 
@@ -44,18 +56,34 @@ impl Default for RecvBatch {
             buf: vec![0; SLOT * BATCH],
             lens: [0; BATCH],
             addrs: [None; BATCH],
+            skip: [false; BATCH],
             count: 0,
         }
     }
 }
 
 impl RecvBatch {
-    /// The datagrams of the last receive, with their source addresses.
+    /// The datagrams of the last receive not skipped, with their source addresses.
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
-        (0..self.count).filter_map(move |i| {
-            let addr = self.addrs[i]?;
-            Some((addr, &self.buf[i * SLOT..i * SLOT + self.lens[i]]))
-        })
+        (0..self.count)
+            .filter(|i| !self.skip[*i])
+            .filter_map(move |i| self.get(i))
+    }
+
+    /// Datagram `i` of the last receive.
+    pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        if i >= self.count {
+            return None;
+        }
+        let addr = self.addrs[i]?;
+        Some((addr, &self.buf[i * SLOT..i * SLOT + self.lens[i]]))
+    }
+
+    /// Leaves datagram `i` out of [`RecvBatch::iter`].
+    pub fn skip(&mut self, i: usize) {
+        if i < BATCH {
+            self.skip[i] = true;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -136,6 +164,7 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
             // A datagram larger than a slot is truncated (MSG_TRUNC); no WebRTC packet is.
             batch.lens[i] = (hdrs[i].msg_len as usize).min(SLOT);
             batch.addrs[i] = from_storage(&storage[i]);
+            batch.skip[i] = false;
         }
         batch.count = n;
         Ok(n)
@@ -206,6 +235,7 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
     let (n, addr) = sock.try_recv_from(&mut batch.buf[..SLOT])?;
     batch.lens[0] = n;
     batch.addrs[0] = Some(addr);
+    batch.skip[0] = false;
     batch.count = 1;
     Ok(1)
 }

@@ -106,6 +106,7 @@ impl Net {
             tcp_candidates: vec![],
             nack_buffer_size: 0,
             bandwidth_estimation: false,
+            ufrag_prefix: None,
         });
         Net {
             now: Instant::now(),
