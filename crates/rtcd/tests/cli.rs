@@ -207,3 +207,38 @@ fn stun_discovered_public_address_is_advertised() {
     );
     assert!(r.log_contains("public address discovered by STUN"));
 }
+
+/// A media port another process holds is a start-up error naming the address, even when that
+/// process opened it with SO_REUSEPORT (which rtcd's own shards use and which would otherwise let
+/// two daemons silently split one port's traffic).
+#[test]
+fn busy_media_port_fails_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for reuse_port in [false, true] {
+        let _holder = calls_sfu::udp::bind_std(addr, reuse_port).unwrap();
+        let port_s = port.to_string();
+        let out = rtcd(
+            dir.path(),
+            &[],
+            &[
+                ("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1"),
+                ("RTCD_RTC_ICEPORTUDP", port_s.as_str()),
+                ("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1"),
+                ("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0"),
+                (
+                    "RTCD_STORE_DATASOURCE",
+                    dir.path().join("db").to_str().unwrap(),
+                ),
+                ("RTCD_LOGGER_ENABLEFILE", "false"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "reuse_port={reuse_port}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("cannot bind UDP 127.0.0.1:{port}")),
+            "reuse_port={reuse_port}: {err}"
+        );
+    }
+}
