@@ -50,6 +50,9 @@ fn main() -> ExitCode {
     for n in &loaded.notices {
         tracing::info!("{n}");
     }
+    // A Docker daemon behind TLS (DOCKER_TLS_VERIFY) and the Kubernetes client use rustls' process
+    // provider; choosing it here keeps that independent of the features other crates enable.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
