@@ -6,6 +6,7 @@
 #   mattermost/calls-recorder:v0.8.13, mattermost/calls-transcriber:v0.7.2   the test runner
 #   mattermost/calls-recorder:v0.6.0-dev1   an image whose entrypoint does not exist, so that
 #                                           container start fails
+#   calls-recorder:master, calls-transcriber:master   the local images DEV_MODE runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 busybox="$(command -v busybox || echo /bin/busybox)"
@@ -34,3 +35,5 @@ build() { # tag entrypoint
 build mattermost/calls-recorder:v0.8.13 /entrypoint.sh
 build mattermost/calls-transcriber:v0.7.2 /entrypoint.sh
 build mattermost/calls-recorder:v0.6.0-dev1 /does-not-exist
+build calls-recorder:master /entrypoint.sh
+build calls-transcriber:master /entrypoint.sh

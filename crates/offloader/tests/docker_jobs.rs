@@ -593,3 +593,65 @@ async fn restart_reconciles_jobs_that_ended_or_kept_running_meanwhile() {
     .await;
     assert_eq!(o.stop(), Some(0));
 }
+
+#[tokio::test]
+async fn output_logs_copies_job_output_into_the_offloader_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = start(dir.path(), &[("JOBS_DOCKER_OUTPUTLOGS", "true")]);
+    let r = o
+        .create(&job_request(
+            "recording",
+            RECORDER,
+            60,
+            json!({"sleep_sec": 1}),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    o.wait_log_from(0, "runner: starting", CLEANUP).await;
+    o.wait_log_from(0, "runner: this line goes to stdout", CLEANUP)
+        .await;
+    o.wait_job(&id, CLEANUP, |r| r.status == 404).await;
+    assert_eq!(o.stop(), Some(0));
+}
+
+#[tokio::test]
+async fn dev_mode_runs_local_master_images_and_the_limit_only_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = start(
+        dir.path(),
+        &[("DEV_MODE", "true"), ("JOBS_MAXCONCURRENTJOBS", "1")],
+    );
+    let d = docker();
+    let mut ids = Vec::new();
+    for runner in ["anything-goes", ""] {
+        let r = o
+            .create(&job_request(
+                "transcribing",
+                runner,
+                3,
+                json!({"sleep_sec": 600, "echo_env": true}),
+            ))
+            .await;
+        assert_eq!(
+            r.status, 200,
+            "runner validation is skipped in DEV_MODE: {}",
+            r.body
+        );
+        assert_eq!(r.json()["runner"], "calls-transcriber:master");
+        ids.push(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    assert!(o.log_contains("max concurrent jobs reached (DEV_MODE: starting anyway)"));
+    let c = container(&d, &ids[0]).await.expect("running");
+    let env = c.config.unwrap().env.unwrap();
+    assert!(env.contains(&"DEV_MODE=true".to_string()), "{env:?}");
+    assert_eq!(
+        c.host_config.unwrap().network_mode.as_deref(),
+        Some("none"),
+        "DOCKER_NETWORK wins over DEV_MODE's host network"
+    );
+    for id in &ids {
+        o.wait_job(id, CLEANUP, |r| r.status == 404).await;
+    }
+    assert_eq!(o.stop(), Some(0));
+}
