@@ -12,17 +12,25 @@ cmd="${1:-}"; dir="${2:-}"
 sock="$dir/docker.sock"
 pidfile="$dir/dockerd.pid"
 
+# Stops the process in pidfile $1: SIGTERM, then SIGKILL after 10 s.
+stop_pid() {
+  [ -f "$1" ] || return 0
+  local pid; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 stop() {
-  if [ -f "$pidfile" ]; then
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" || true
-    fi
-  fi
+  # dockerd first (it stops its containers), then the containerd it started, which outlives it
+  # briefly and would keep writing into the directory.
+  local containerd_pid="$dir/exec/containerd/containerd.pid" saved=""
+  [ -f "$containerd_pid" ] && saved="$(mktemp)" && cp "$containerd_pid" "$saved"
+  stop_pid "$pidfile"
+  if [ -n "$saved" ]; then stop_pid "$saved"; rm -f "$saved"; fi
   # Mounts left by a killed daemon would make the removal fail.
-  grep -o " $dir/[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 
