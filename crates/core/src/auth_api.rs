@@ -50,13 +50,23 @@ pub async fn register(
     }
 }
 
+/// What a successful `/unregister` answers: the two Go services differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnregisterReply {
+    /// rtcd: 200 `{"code":"200"}`.
+    StatusJson,
+    /// calls-offloader: 200 with an empty body.
+    Empty,
+}
+
 /// `POST /unregister`: 403 unless the admin or self-registration is enabled; Basic auth here
-/// never auto-registers; a client may only remove itself. 200 with an empty body.
+/// never auto-registers; a client may only remove itself.
 pub async fn unregister(
     auth: &AuthService,
     method: &Method,
     headers: &HeaderMap,
     body: Body,
+    reply: UnregisterReply,
 ) -> Response<Body> {
     if method != Method::POST {
         return not_found();
@@ -91,7 +101,10 @@ pub async fn unregister(
     match auth.unregister(id).await {
         Ok(()) => {
             tracing::info!(client_id = id, "unregistered client");
-            Response::new(Body::empty())
+            match reply {
+                UnregisterReply::StatusJson => status_json(200, None, &[]),
+                UnregisterReply::Empty => Response::new(Body::empty()),
+            }
         }
         Err(e) => status_json(400, Some(&e), &[]),
     }

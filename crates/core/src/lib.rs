@@ -3,6 +3,7 @@
 //! Nothing here knows about RTC or jobs: each daemon brings its own config sections, routes and
 //! state, and uses these pieces for everything the two have in common.
 //!
+//! - [`daemon`]: the shared `main`: flags, config, logging, runtime, exit codes.
 //! - [`config`]: TOML file + environment overrides with Go `envconfig` names, one-line errors.
 //! - [`logging`]: console and rotating-file logging per the `[logger]` section.
 //! - [`store`]: the embedded ACID key-value store (redb) behind client registrations and jobs.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod auth_api;
 pub mod buildinfo;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod ids;
 pub mod logging;

@@ -174,7 +174,14 @@ async fn unregister(
     headers: HeaderMap,
     body: Body,
 ) -> Response<Body> {
-    calls_core::auth_api::unregister(&s.auth, &method, &headers, body).await
+    calls_core::auth_api::unregister(
+        &s.auth,
+        &method,
+        &headers,
+        body,
+        calls_core::auth_api::UnregisterReply::Empty,
+    )
+    .await
 }
 
 async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {

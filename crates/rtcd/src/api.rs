@@ -13,13 +13,10 @@ use axum::http::{HeaderMap, Method, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use calls_core::auth::{AuthService, BasicPolicy, Identity};
-use calls_core::http::{self as h, status_json, string_map_body};
+use calls_core::http as h;
 use calls_proto::json::{self, SystemInfo, VersionInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Bodies of `/register`, `/unregister` and `/login` are a few dozen bytes; anything past this is refused.
-pub const MAX_BODY: usize = 64 * 1024;
 
 pub struct AppState {
     pub auth: AuthService,
@@ -80,30 +77,7 @@ async fn metrics(State(s): St) -> Response<Body> {
 }
 
 async fn register(State(s): St, method: Method, headers: HeaderMap, body: Body) -> Response<Body> {
-    if method != Method::POST {
-        return h::not_found();
-    }
-    if !s.auth.config().allow_self_registration
-        && let Err(e) = s
-            .auth
-            .check(authorization(&headers), BasicPolicy::Strict)
-            .await
-    {
-        return status_json(e.status, Some(&e.message), &[]);
-    }
-    let req = match string_map_body(body, MAX_BODY).await {
-        Ok(m) => m,
-        Err(e) => return status_json(400, Some(&e), &[]),
-    };
-    let id = req.get("clientID").map_or("", String::as_str);
-    let key = req.get("authKey").map_or("", String::as_str);
-    match s.auth.register(id, key).await {
-        Ok(()) => {
-            tracing::info!(client_id = id, "registered new mattermost client");
-            status_json(201, None, &[("clientID", id)])
-        }
-        Err(e) => status_json(400, Some(&e), &[]),
-    }
+    calls_core::auth_api::register(&s.auth, &method, &headers, body).await
 }
 
 async fn unregister(
@@ -112,63 +86,19 @@ async fn unregister(
     headers: HeaderMap,
     body: Body,
 ) -> Response<Body> {
-    if method != Method::POST {
-        return h::not_found();
-    }
-    let sec = s.auth.config();
-    if !sec.enable_admin && !sec.allow_self_registration {
-        tracing::warn!(
-            "/unregister was called, but enable_admin and allow_self_registration are both false"
-        );
-        return status_json(403, Some("unregister not enabled"), &[]);
-    }
-    let who = match s
-        .auth
-        .check(authorization(&headers), BasicPolicy::Strict)
-        .await
-    {
-        Ok(who) => who,
-        Err(e) => return status_json(e.status, Some(&e.message), &[]),
-    };
-    let req = match string_map_body(body, MAX_BODY).await {
-        Ok(m) => m,
-        Err(e) => return status_json(400, Some(&e), &[]),
-    };
-    let id = req.get("clientID").map_or("", String::as_str);
-    if id.is_empty() {
-        return status_json(400, Some("client id should not be empty"), &[]);
-    }
-    if let Identity::Client(me) = &who
-        && me != id
-    {
-        return status_json(403, Some("client id not valid"), &[]);
-    }
-    match s.auth.unregister(id).await {
-        Ok(()) => {
-            tracing::info!(client_id = id, "unregistered mattermost client");
-            status_json(200, None, &[])
-        }
-        Err(e) => status_json(400, Some(&e), &[]),
-    }
+    use calls_core::auth_api::UnregisterReply;
+    calls_core::auth_api::unregister(
+        &s.auth,
+        &method,
+        &headers,
+        body,
+        UnregisterReply::StatusJson,
+    )
+    .await
 }
 
 async fn login(State(s): St, method: Method, body: Body) -> Response<Body> {
-    if method != Method::POST {
-        return h::not_found();
-    }
-    let req = match string_map_body(body, MAX_BODY).await {
-        Ok(m) => m,
-        Err(e) => return status_json(400, Some(&e), &[]),
-    };
-    let id = req.get("clientID").map_or("", String::as_str);
-    let key = req.get("authKey").map_or("", String::as_str);
-    match s.auth.login(id, key).await {
-        Ok(token) => {
-            tracing::info!(client_id = id, "logged in mattermost client");
-            status_json(200, None, &[("bearerToken", &token)])
-        }
-        Err(e) => status_json(400, Some(&e), &[]),
-    }
+    calls_core::auth_api::login(&s.auth, &method, body).await
 }
 
 /// Session queries answer GET only (anything else is Go's 404) and need a client identity: the

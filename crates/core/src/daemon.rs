@@ -1,0 +1,106 @@
+//! The `main` both daemons share: parse `-config PATH` (and `-help`, `-version`), load and
+//! validate the configuration, start logging, run on a multi-threaded runtime, and turn the
+//! outcome into an exit code (2: usage, 1: configuration or start-up error).
+
+use crate::config::{ConfigArgs, Loaded};
+use crate::logging::LoggerConfig;
+use std::fmt::Display;
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// What a daemon says about itself on the command line.
+pub struct About {
+    /// The binary's name, prefixed to every error line.
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub default_config: &'static str,
+    /// `implementation` of `/version`, the upstream version it speaks, and what that version is
+    /// called in `-version` output ("protocol", "API").
+    pub implementation: &'static str,
+    pub compat_version: &'static str,
+    pub compat_label: &'static str,
+    pub with_platform: bool,
+}
+
+/// Runs a daemon to completion. `load` reads the configuration, `logger` picks its `[logger]`
+/// section, and `run` is the daemon itself (its `Err` is a one-line start-up error).
+pub fn main<C, E, F>(
+    about: &About,
+    load: impl FnOnce(&Path) -> Result<Loaded<C>, E>,
+    logger: fn(&C) -> &LoggerConfig,
+    run: impl FnOnce(C) -> F,
+) -> ExitCode
+where
+    E: Display,
+    F: Future<Output = Result<(), String>>,
+{
+    let name = about.name;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = match crate::config::config_path_from_args(&args, about.default_config) {
+        Ok(ConfigArgs::Run(p)) => p,
+        Ok(ConfigArgs::Help) => {
+            println!("{}", about.usage);
+            return ExitCode::SUCCESS;
+        }
+        Ok(ConfigArgs::Version) => {
+            let v = crate::buildinfo::version_info(
+                about.implementation,
+                about.compat_version,
+                about.with_platform,
+            );
+            println!(
+                "{name} {} ({} {}, commit {}, built {})",
+                v.implementation_version,
+                about.compat_label,
+                v.build_version,
+                v.build_hash,
+                v.build_date
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}\n\n{}", about.usage);
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match load(Path::new(&path)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{name}: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _guard = match crate::logging::init(logger(&loaded.config)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for n in &loaded.notices {
+        tracing::info!("{n}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: failed to start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(run(loaded.config));
+    // Tasks still waiting (a job watcher, a stalled connection) are not waited for: the daemon
+    // has already drained what it promised to.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{name}: {e}");
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
