@@ -447,7 +447,7 @@ async fn registrations_survive_restart_and_kill_9_mid_write() {
         .collect();
     r.wait_log_from(
         mark,
-        "registered new mattermost client",
+        "registered new client",
         Duration::from_secs(20),
     )
     .await;
