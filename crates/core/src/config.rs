@@ -10,7 +10,7 @@
 //! (the offloader's Go loader zeroes every key a file leaves out), unknown keys are reported
 //! instead of silently ignored, and every error is one line naming the key and its variable.
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -311,4 +311,17 @@ pub enum ConfigArgs {
     Run(String),
     Help,
     Version,
+}
+
+/// `[api]`: the HTTP listener and client security, identical in both daemons.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiConfig {
+    pub http: crate::http::HttpConfig,
+    pub security: crate::auth::SecurityConfig,
+}
+
+/// `[store]`: where the embedded store keeps its data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoreConfig {
+    pub data_source: String,
 }

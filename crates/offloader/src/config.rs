@@ -30,16 +30,8 @@ pub struct Config {
     pub logger: LoggerConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ApiConfig {
-    pub http: HttpConfig,
-    pub security: SecurityConfig,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StoreConfig {
-    pub data_source: String,
-}
+// `[api]` and `[store]` are the same in both daemons.
+pub use calls_core::config::{ApiConfig, StoreConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobsConfig {

@@ -160,7 +160,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         },
     ));
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = calls_core::daemon::shutdown_signal() => {}
         res = &mut server => {
             return match res {
                 Ok(Ok(())) => Err("api server stopped unexpectedly".into()),
@@ -179,20 +179,5 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("api server failed: {e}")),
         Err(e) => Err(format!("api server task failed: {e}")),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -90,7 +90,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         },
     ));
 
-    shutdown_signal().await;
+    calls_core::daemon::shutdown_signal().await;
     drain(&control).await;
     tracing::info!("rtcd: shutting down");
     // Close every session first, so the plugin gets a `close` for each; then let the connection
@@ -129,7 +129,7 @@ async fn drain(control: &service::ControlHandle) {
     );
     let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
     let mut check = tokio::time::interval(std::time::Duration::from_millis(250));
-    let second = shutdown_signal();
+    let second = calls_core::daemon::shutdown_signal();
     tokio::pin!(second);
     loop {
         tokio::select! {
@@ -147,21 +147,6 @@ async fn drain(control: &service::ControlHandle) {
                     return;
                 }
             }
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -3,13 +3,10 @@
 //! the Calls plugin does.
 #![allow(dead_code)]
 
-use base64::Engine;
 use bollard::Docker;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ADMIN_SECRET: &str = "admin_secret_key";
@@ -21,13 +18,6 @@ pub const TRANSCRIBER: &str = "mattermost/calls-transcriber:v0.7.2";
 /// A valid runner name whose entrypoint does not exist: container start fails.
 pub const BROKEN_RECORDER: &str = "mattermost/calls-recorder:v0.6.0-dev1";
 pub const LABEL: &str = "app=mattermost-calls-offloader";
-
-pub fn basic(id: &str, key: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{key}"))
-    )
-}
 
 pub fn plugin_auth() -> String {
     basic(CLIENT_ID, KEY)
@@ -49,27 +39,17 @@ pub fn docker() -> Docker {
     Docker::connect_with_defaults().expect("docker client")
 }
 
-/// The Python with the third-party test clients (`scripts/test.sh` installs them into `.venv`).
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
-        return p.into();
+#[allow(unused_imports)] // each test binary uses a different part
+pub use calls_testkit::{basic, python};
+
+/// The offloader under test: a [`calls_testkit::Daemon`] plus the plugin's HTTP calls.
+pub struct Offloader(pub calls_testkit::Daemon);
+
+impl std::ops::Deref for Offloader {
+    type Target = calls_testkit::Daemon;
+    fn deref(&self) -> &calls_testkit::Daemon {
+        &self.0
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
-        p.display()
-    );
-    p
-}
-
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
-
-pub struct Offloader {
-    child: Child,
-    pub addr: String,
-    pub dir: PathBuf,
-    lines: Lines,
 }
 
 /// The environment every test offloader gets: loopback, a store in `dir`, JSON console logs,
@@ -102,39 +82,16 @@ pub fn start(dir: &Path, env: &[(&str, &str)]) -> Offloader {
 /// [`start`] with command-line arguments.
 pub fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Offloader {
     let mut cmd = base_command(dir);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn calls-offloader");
-    let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("OFFLOADER_TEST_ECHO").is_some() {
-                    eprintln!("offloader| {line}");
-                }
-                let (m, cv) = &*lines;
-                m.lock().unwrap().push(line);
-                cv.notify_all();
-            }
-        });
-    }
-    let mut o = Offloader {
-        child,
-        addr: String::new(),
-        dir: dir.to_owned(),
-        lines,
-    };
-    let line = wait_lines(&o.lines, 0, "api server listening", Duration::from_secs(30));
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-    o.addr = v["fields"]["address"].as_str().expect("address").to_owned();
-    o
+    Offloader(calls_testkit::Daemon::start(
+        "calls-offloader",
+        cmd,
+        dir,
+        "OFFLOADER_TEST_ECHO",
+    ))
 }
 
 /// Runs the binary to completion (start-up failures), with `env` on top of the base environment.
@@ -163,50 +120,9 @@ pub fn run_to_exit(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> std::proc
 }
 
 impl Offloader {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn log_mark(&self) -> usize {
-        self.lines.0.lock().unwrap().len()
-    }
-
-    pub async fn wait_log_from(&self, from: usize, needle: &str, timeout: Duration) -> String {
-        let (lines, needle) = (self.lines.clone(), needle.to_owned());
-        match tokio::task::spawn_blocking(move || wait_lines(&lines, from, &needle, timeout)).await
-        {
-            Ok(l) => l,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    pub fn log_contains(&self, needle: &str) -> bool {
-        self.lines
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
-    }
-
-    pub fn all_logs(&self) -> String {
-        self.lines.0.lock().unwrap().join("\n")
-    }
-
     /// SIGTERM (by PID), then waits for the exit; returns the exit code.
-    pub fn stop(mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            assert!(Instant::now() < deadline, "calls-offloader did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn stop(self) -> Option<i32> {
+        self.0.stop()
     }
 
     pub async fn post(
@@ -267,49 +183,6 @@ impl Offloader {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// The value of a metric series from `/metrics` (0 if absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Offloader {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let (m, cv) = &**lines;
-    let mut g = m.lock().unwrap();
-    loop {
-        if let Some(l) = g.iter().skip(from).find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            panic!(
-                "no log line containing {needle:?} within {timeout:?}; log:\n{}",
-                g.join("\n")
-            );
-        }
-        g = cv.wait_timeout(g, deadline - now).unwrap().0;
     }
 }
 

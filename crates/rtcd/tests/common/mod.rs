@@ -2,39 +2,20 @@
 //! would, and offers HTTP and WebSocket clients that speak to it like the Calls plugin.
 #![allow(dead_code)]
 
-use base64::Engine;
 use calls_proto::ClientMessage;
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 pub const KEY: &str = "Ey4-H_BJA00_TVByPi8DozE12ekN3S7L";
 pub const ADMIN_SECRET: &str = "admin_secret_key";
 
-pub fn basic(id: &str, key: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{key}"))
-    )
-}
-
-/// The Python with the third-party test clients (`scripts/test.sh` installs them into `.venv`).
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CALLS_TEST_PYTHON") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs tests/interop/requirements.txt",
-        p.display()
-    );
-    p
-}
+#[allow(unused_imports)] // each test binary uses a different part
+pub use calls_testkit::{basic, free_tcp_port, free_udp_port, python};
+/// The rtcd under test (see [`calls_testkit::Daemon`]).
+pub type Rtcd = calls_testkit::Daemon;
 
 /// A network namespace of the test's own, with only `lo` up, deleted (by name) on drop. WebRTC
 /// peers gather candidates on every interface; inside it they can only use loopback.
@@ -93,46 +74,6 @@ impl Drop for NetNs {
     }
 }
 
-/// A TCP port in rtcd's allowed range that is free on 127.0.0.1 right now.
-pub fn free_tcp_port() -> u16 {
-    loop {
-        let p = free_udp_port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
-/// A UDP port in rtcd's allowed range (80..49151) that is free on 127.0.0.1 right now.
-pub fn free_udp_port() -> u16 {
-    use std::net::UdpSocket;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut seed = u64::from(std::process::id()) ^ nanos;
-    for _ in 0..1000 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let port = 20000 + (seed >> 33) as u16 % 29000;
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free UDP port found");
-}
-
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
-
-pub struct Rtcd {
-    child: Child,
-    pub addr: String,
-    pub dir: PathBuf,
-    lines: Lines,
-}
-
-/// Starts rtcd with `env` (on top of settings that keep it on loopback and quiet on disk) and
-/// waits until it logs the address it listens on.
 pub fn start(dir: &Path, env: &[(&str, &str)]) -> Rtcd {
     start_with(dir, env, &[])
 }
@@ -175,153 +116,7 @@ pub fn start_in(dir: &Path, env: &[(&str, &str)], args: &[String], netns: Option
     if let Ok(filter) = std::env::var("RUST_LOG") {
         cmd.env("RUST_LOG", filter); // debugging aid: RUST_LOG=str0m=debug cargo test …
     }
-    let mut child = cmd.spawn().expect("spawn rtcd");
-    let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-    for pipe in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let lines = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("RTCD_TEST_ECHO").is_some() {
-                    eprintln!("rtcd| {line}");
-                }
-                let (m, cv) = &*lines;
-                m.lock().unwrap().push(line);
-                cv.notify_all();
-            }
-        });
-    }
-    let mut r = Rtcd {
-        child,
-        addr: String::new(),
-        dir: dir.to_owned(),
-        lines,
-    };
-    let line = wait_lines(&r.lines, 0, "api server listening", Duration::from_secs(30));
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-    r.addr = v["fields"]["address"]
-        .as_str()
-        .expect("address field")
-        .to_owned();
-    r
-}
-
-impl Rtcd {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for a log line containing `needle` and returns it.
-    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> String {
-        self.wait_log_from(0, needle, timeout).await
-    }
-
-    /// Number of lines logged so far, to wait only for later lines.
-    pub fn log_mark(&self) -> usize {
-        self.lines.0.lock().unwrap().len()
-    }
-
-    /// Waits for a log line containing `needle` among lines logged after `from` (see
-    /// [`Rtcd::log_mark`]), without blocking the test's async runtime.
-    pub async fn wait_log_from(&self, from: usize, needle: &str, timeout: Duration) -> String {
-        let (lines, needle) = (self.lines.clone(), needle.to_owned());
-        match tokio::task::spawn_blocking(move || wait_lines(&lines, from, &needle, timeout)).await
-        {
-            Ok(l) => l,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-
-    pub fn log_contains(&self, needle: &str) -> bool {
-        self.lines
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
-    }
-
-    /// Sends SIGTERM without waiting.
-    pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-    }
-
-    /// SIGTERM, then waits for exit; returns the exit status code.
-    pub fn stop(self) -> Option<i32> {
-        self.terminate();
-        self.wait_exit()
-    }
-
-    /// Waits (up to 15 s) for the process to exit on its own; returns the exit status code.
-    pub fn wait_exit(mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            assert!(Instant::now() < deadline, "rtcd did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL (as `kill -9`), then reaps.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The value of a metric series from `/metrics` (0 if absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
-    }
-}
-
-fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let (m, cv) = &**lines;
-    let mut g = m.lock().unwrap();
-    loop {
-        if let Some(l) = g.iter().skip(from).find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            panic!(
-                "no log line containing {needle:?} within {timeout:?}; log:\n{}",
-                g.join("\n")
-            );
-        }
-        g = cv.wait_timeout(g, deadline - now).unwrap().0;
-    }
-}
-
-impl Drop for Rtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    calls_testkit::Daemon::start("rtcd", cmd, dir, "RTCD_TEST_ECHO")
 }
 
 pub type Ws =
