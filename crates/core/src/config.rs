@@ -325,3 +325,18 @@ pub struct ApiConfig {
 pub struct StoreConfig {
     pub data_source: String,
 }
+
+/// A TOML value that may be written as an integer or a string (Go's config fields that the
+/// services parse themselves), as its string form.
+pub fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        I(i64),
+        S(String),
+    }
+    Ok(match Repr::deserialize(d)? {
+        Repr::I(i) => i.to_string(),
+        Repr::S(s) => s,
+    })
+}

@@ -268,6 +268,22 @@ fn limit_header_time(
         .header_read_timeout(READ_HEADER_TIMEOUT);
 }
 
+/// The API listener of `api.http` and its TLS configuration when enabled; errors name the setting.
+pub fn bind_api(cfg: &HttpConfig) -> Result<(TcpListener, Option<rustls::ServerConfig>), String> {
+    let listener = bind(&cfg.listen_address).map_err(|e| {
+        format!(
+            "failed to listen on {} (api.http.listen_address): {e}",
+            cfg.listen_address
+        )
+    })?;
+    let tls = if cfg.tls.enable {
+        Some(tls_server_config(&cfg.tls)?)
+    } else {
+        None
+    };
+    Ok((listener, tls))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,6 +152,18 @@ impl Store {
     }
 }
 
+/// Opens the `[store]` of a daemon at start-up (off the async threads), with the error naming the
+/// setting to fix.
+pub async fn open_configured(cfg: &crate::config::StoreConfig) -> Result<Store, String> {
+    let dir = std::path::PathBuf::from(&cfg.data_source);
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("failed to open store (store.data_source): {e}"))?;
+    tracing::info!(data_source = %cfg.data_source, "initiated data store");
+    Ok(store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use calls_core::auth::SecurityConfig;
 use calls_core::config::{ConfigError, EnvNaming, Loaded, Validate};
 use calls_core::http::HttpConfig;
 use calls_core::logging::LoggerConfig;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Go's `envconfig` with an empty prefix: the Go field path, upper-cased, joined by `_`.
@@ -39,7 +39,7 @@ pub struct JobsConfig {
     pub api_type: String,
     pub max_concurrent_jobs: i64,
     /// `N[mhd]`; `0d` (or `0m`, `0h`) keeps failed jobs forever. Parsed by [`parse_retention`].
-    #[serde(deserialize_with = "int_or_string")]
+    #[serde(deserialize_with = "calls_core::config::int_or_string")]
     pub failed_jobs_retention_time: String,
     /// Only used to validate runner images (`<image_registry>/calls-recorder:vX.Y.Z`).
     pub image_registry: String,
@@ -90,20 +90,6 @@ impl Default for Config {
             logger: LoggerConfig::with_file("calls-offloader.log"),
         }
     }
-}
-
-/// TOML may hold `failed_jobs_retention_time = 0`; it gets the same error as the string `"0"`.
-fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        I(i64),
-        S(String),
-    }
-    Ok(match Repr::deserialize(d)? {
-        Repr::I(i) => i.to_string(),
-        Repr::S(s) => s,
-    })
 }
 
 /// Go's exact error text for anything but `^(\d+)([mhd])$`.

@@ -37,7 +37,7 @@ pub struct RtcConfig {
     /// An IP, a hostname, or `EXT/INT,EXT/INT` NAT pairs advertised in host candidates.
     pub ice_host_override: String,
     /// A port, or `LOCALIP/PORT,...`; TOML accepts an integer or a string.
-    #[serde(deserialize_with = "int_or_string")]
+    #[serde(deserialize_with = "calls_core::config::int_or_string")]
     pub ice_host_port_override: String,
     pub ice_servers: Vec<IceServer>,
     pub turn: TurnConfig,
@@ -110,19 +110,6 @@ impl IceServer {
     pub fn is_turn(&self) -> bool {
         self.all(["turn:", "turns:"])
     }
-}
-
-fn int_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        I(i64),
-        S(String),
-    }
-    Ok(match Repr::deserialize(d)? {
-        Repr::I(i) => i.to_string(),
-        Repr::S(s) => s,
-    })
 }
 
 /// rtcd's default of 100 sockets per CPU.

@@ -37,25 +37,10 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
     let metrics = calls_core::metrics::Registry::install("rtcd", metrics::BUCKETS)?;
     metrics::describe();
 
-    let store_dir = std::path::PathBuf::from(&cfg.store.data_source);
-    let store = tokio::task::spawn_blocking(move || calls_core::store::Store::open(&store_dir))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("failed to open store (store.data_source): {e}"))?;
-    tracing::info!(data_source = %cfg.store.data_source, "initiated data store");
+    let store = calls_core::store::open_configured(&cfg.store).await?;
     let auth = calls_core::auth::AuthService::new(Arc::new(store), cfg.api.security.clone());
 
-    let listener = calls_core::http::bind(&cfg.api.http.listen_address).map_err(|e| {
-        format!(
-            "failed to listen on {} (api.http.listen_address): {e}",
-            cfg.api.http.listen_address
-        )
-    })?;
-    let tls = if cfg.api.http.tls.enable {
-        Some(calls_core::http::tls_server_config(&cfg.api.http.tls)?)
-    } else {
-        None
-    };
+    let (listener, tls) = calls_core::http::bind_api(&cfg.api.http)?;
 
     let (shell, endpoints) = media::bind(&cfg.rtc).await?;
     for e in &endpoints {
