@@ -445,12 +445,8 @@ async fn registrations_survive_restart_and_kill_9_mid_write() {
             })
         })
         .collect();
-    r.wait_log_from(
-        mark,
-        "registered new client",
-        Duration::from_secs(20),
-    )
-    .await;
+    r.wait_log_from(mark, "registered new client", Duration::from_secs(20))
+        .await;
     r.kill9();
     let mut acked = Vec::new();
     for t in tasks {
