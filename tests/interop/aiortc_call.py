@@ -8,12 +8,10 @@ the server's offer, and B receives A's audio. Prints a JSON summary; exits non-z
 Usage: aiortc_call.py http://127.0.0.1:PORT   (run inside the test's network namespace)
 """
 import asyncio
-import base64
 import fractions
 import json
 import socket
 import sys
-import urllib.error
 import urllib.request
 import zlib
 
@@ -23,7 +21,8 @@ from aiortc.mediastreams import AudioStreamTrack
 from av import AudioFrame
 from websockets.asyncio.client import connect
 
-KEY = "Ey4-H_BJA00_TVByPi8DozE12ekN3S7L"
+from calls_plugin import frame, register, rtc
+
 CLIENT = "aiortc-plugin"
 
 
@@ -44,14 +43,6 @@ class Tone(AudioStreamTrack):
         frame.time_base = fractions.Fraction(1, 48000)
         self.n += 1
         return frame
-
-
-def frame(t, data):
-    return msgpack.packb(t, use_bin_type=True) + msgpack.packb(data, use_bin_type=True)
-
-
-def rtc(session, typ, data=b""):
-    return frame("rtc", {"group_id": "", "user_id": "", "session_id": session, "call_id": "", "type": typ, "data": data})
 
 
 class Client:
@@ -92,13 +83,7 @@ class Client:
 
 
 async def main(base):
-    basic = "Basic " + base64.b64encode(f"{CLIENT}:{KEY}".encode()).decode()
-    req = urllib.request.Request(base + "/register", method="POST", data=json.dumps({"clientID": CLIENT, "authKey": KEY}).encode())
-    try:
-        urllib.request.urlopen(req, timeout=10).read()
-    except urllib.error.HTTPError as e:  # already registered (a reused store) is fine
-        if e.code != 400:
-            raise
+    basic = register(base, CLIENT)
     clients = {"A": Client("A"), "B": Client("B")}
     closed = set()
     result = {}

@@ -16,7 +16,6 @@ non-zero on failure.
 Usage: chromium_call.py http://IP:PORT OUT_DIR   (run inside the test's network namespace)
 """
 import asyncio
-import base64
 import itertools
 import json
 import os
@@ -25,27 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 
 import msgpack
 from websockets.asyncio.client import connect
 
-KEY = "Ey4-H_BJA00_TVByPi8DozE12ekN3S7L"
+from calls_plugin import frame, register, rtc
+
 CLIENT = "chromium-plugin"
 VIEWERS = [f"V{i}" for i in range(10)]
 PEERS = ["A", "B", "C"] + VIEWERS
 # The sharer and one viewer support AV1: that viewer gets the AV1 variant, everyone else VP8.
 AV1_PEERS = {"B", "V0"}
 PAGE = pathlib.Path(__file__).with_name("calls_client.html").resolve()
-
-
-def frame(t, data):
-    return msgpack.packb(t, use_bin_type=True) + msgpack.packb(data, use_bin_type=True)
-
-
-def rtc(session, typ, data=b""):
-    return frame("rtc", {"group_id": "", "user_id": "", "session_id": session, "call_id": "", "type": typ, "data": data})
 
 
 async def until(cond, timeout, what):
@@ -137,13 +128,7 @@ class Chromium:
 
 
 async def main(base, out_dir):
-    basic = "Basic " + base64.b64encode(f"{CLIENT}:{KEY}".encode()).decode()
-    req = urllib.request.Request(base + "/register", method="POST", data=json.dumps({"clientID": CLIENT, "authKey": KEY}).encode())
-    try:
-        urllib.request.urlopen(req, timeout=10).read()
-    except urllib.error.HTTPError as e:  # already registered (a reused store) is fine
-        if e.code != 400:
-            raise
+    basic = register(base, CLIENT)
     chrome = Chromium(out_dir)
     result = {"server_offers": 0, "vad": [], "closed": []}
     answered = {p: 0 for p in PEERS}

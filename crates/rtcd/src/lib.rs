@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The upstream rtcd release whose protocol this build speaks; reported as `buildVersion`.
 pub const COMPAT_VERSION: &str = "v1.2.6";
+/// This implementation's name in `/version` (`implementation`).
+pub const IMPLEMENTATION: &str = "calls-rs rtcd";
 
 /// Runs rtcd until SIGINT/SIGTERM. Errors are start-up failures, as one line for the admin.
 pub async fn run(cfg: config::Config) -> Result<(), String> {
-    let version = calls_core::buildinfo::version_info("calls-rs rtcd", COMPAT_VERSION, true);
+    let version = calls_core::buildinfo::version_info(IMPLEMENTATION, COMPAT_VERSION, true);
     tracing::info!(
         build_version = %version.build_version,
         build_hash = %version.build_hash,
