@@ -1,6 +1,6 @@
 //! What the daemons' integration tests share: a built binary run as a child process whose log
 //! lines are collected and can be waited for (no sleeps as synchronisation), stopped only by its
-//! own PID; the Python interpreter with the third-party test clients; free ports; Basic auth.
+//! own PID; the Python interpreter with the third-party test clients; free ports; Basic auth; network namespaces of the test's own.
 
 use base64::Engine;
 use std::io::{BufRead, BufReader};
@@ -227,5 +227,62 @@ fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> St
             );
         }
         g = cv.wait_timeout(g, deadline - now).unwrap().0;
+    }
+}
+
+/// A network namespace of the test's own, with only `lo` up, deleted (by name) on drop. WebRTC
+/// peers gather candidates on every interface; inside it they can only use loopback.
+pub struct NetNs(pub String);
+
+impl NetNs {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "calls-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+        assert!(
+            ok(Command::new("ip").args(["netns", "add", &name])),
+            "ip netns add {name} failed (needs root and iproute2)"
+        );
+        assert!(ok(Command::new("ip").args([
+            "netns", "exec", &name, "ip", "link", "set", "lo", "up"
+        ])));
+        NetNs(name)
+    }
+
+    /// Adds a veth pair with both ends inside the namespace: `10.203.0.1/24` and `10.203.0.2/24`.
+    /// Some stacks (aioice, Janus) refuse loopback-only ICE; these addresses exist only here.
+    pub fn with_veth(self) -> Self {
+        let ns = self.0.clone();
+        let run = |args: &[&str]| {
+            let st = Command::new("ip")
+                .args(["netns", "exec", &ns, "ip"])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?} failed in {ns}");
+        };
+        run(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"]);
+        run(&["addr", "add", "10.203.0.1/24", "dev", "vt0"]);
+        run(&["addr", "add", "10.203.0.2/24", "dev", "vt1"]);
+        run(&["link", "set", "vt0", "up"]);
+        run(&["link", "set", "vt1", "up"]);
+        self
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
