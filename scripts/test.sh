@@ -15,7 +15,9 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok ins
 # Build and test prerequisites: a C toolchain for -sys crates, pkg-config, Python venv support.
 # iproute2: network namespaces for the third-party WebRTC peer tests.
 # docker.io + busybox-static: a private Docker Engine and the runner images of the offloader tests.
-for p in build-essential pkg-config ca-certificates python3 python3-venv iproute2 chromium docker.io busybox-static; do
+# janus: the third-party SFU the load tool and benchmark are compared with; fonts-dejavu-core:
+# the benchmark plots' font.
+for p in build-essential pkg-config ca-certificates python3 python3-venv iproute2 chromium docker.io busybox-static janus fonts-dejavu-core; do
   have "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,8 +1,22 @@
 //! `calls-loadtest`: tools that measure an rtcd-compatible SFU and the machine under it.
 //!
-//! - [`affinity`]: pinning the current thread to one core, so a measurement's CPU is its own.
+//! Where a simulated participant's packet goes: [`run`] schedules participants and owns their
+//! sockets; each is a sans-IO [`peer::Peer`] (a str0m client) fed by [`media`] clips; signaling
+//! goes through [`rtcd`] (playing the Calls plugin) or [`janus`] (VideoRoom, for comparison).
+//!
+//! - `calls-loadtest` (binary): the load tool admins size deployments with.
+//! - `calls-bench` (binary, run by `bench/run`): the benchmark harness; [`bench`] holds its
+//!   measurements and report.
 //! - `udp-ceiling` (binary): the raw `sendmmsg` rate one core reaches on loopback, the physical
 //!   reference the SFU's forwarding rate is compared with.
+//! - [`affinity`]: pinning the current thread to one core, so a measurement's CPU is its own.
+
+pub mod bench;
+pub mod janus;
+pub mod media;
+pub mod peer;
+pub mod rtcd;
+pub mod run;
 
 pub mod affinity {
     /// Pins the calling thread to `core`. Linux only; elsewhere a no-op that reports failure.

@@ -1,0 +1,381 @@
+//! The benchmark harness's parts that are not process plumbing: what a row is, what is measured
+//! of the SFU process (`/proc`), and the report (Markdown and PNG plots).
+
+use crate::run::LoadResult;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One load shape, as in Mattermost's published ceiling table (scaled where this machine's one
+/// SFU core cannot carry the original).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    /// What the row corresponds to in the published table.
+    pub published: String,
+    pub calls: usize,
+    pub participants: usize,
+    pub unmuted: usize,
+    pub screen: usize,
+    /// Part of the participants sweep that the plots draw.
+    pub sweep: bool,
+}
+
+impl Row {
+    pub fn new(
+        name: &str,
+        published: &str,
+        calls: usize,
+        participants: usize,
+        unmuted: usize,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            published: published.into(),
+            calls,
+            participants,
+            unmuted,
+            screen: 0,
+            sweep: false,
+        }
+    }
+
+    pub fn screen(mut self, calls: usize) -> Row {
+        self.screen = calls;
+        self
+    }
+
+    pub fn sweep(mut self) -> Row {
+        self.sweep = true;
+        self
+    }
+
+    pub fn total(&self) -> usize {
+        self.calls * self.participants
+    }
+}
+
+/// CPU (user + system, seconds) and memory of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcSample {
+    pub cpu_seconds: f64,
+    pub rss_mb: f64,
+    pub peak_rss_mb: f64,
+}
+
+pub fn sample_proc(pid: u32) -> Result<ProcSample, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("process {pid} is gone: {e}"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let cpu_seconds = (ticks(11) + ticks(12)) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(ProcSample {
+        cpu_seconds,
+        rss_mb: kb("VmRSS:") / 1024.0,
+        peak_rss_mb: kb("VmHWM:") / 1024.0,
+    })
+}
+
+/// One row measured on one SFU.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub sfu: String,
+    pub row: Row,
+    pub load: LoadResult,
+    /// SFU CPU over the steady phase: seconds and share of its one core.
+    pub sfu_cpu_seconds: f64,
+    pub sfu_cpu_share: f64,
+    pub sfu_rss_mb: f64,
+    pub sfu_peak_rss_mb: f64,
+    /// RTP packets the participants received per second in the steady phase: what the SFU
+    /// forwarded and delivered, counted the same way for every SFU.
+    pub forwarded_pps: f64,
+    /// Datagrams the SFU reports it sent per second (its own metric; rtcd only).
+    pub sent_pps: Option<f64>,
+    /// Forwarded packets per second per fully used SFU core.
+    pub pps_per_core: f64,
+    pub cpu_seconds_per_million: f64,
+    pub kb_per_participant: f64,
+}
+
+impl Measured {
+    pub fn new(
+        sfu: &str,
+        row: Row,
+        load: LoadResult,
+        before: ProcSample,
+        after: ProcSample,
+        sent: Option<f64>,
+    ) -> Measured {
+        let secs = load.steady.seconds.max(1e-9);
+        let cpu = (after.cpu_seconds - before.cpu_seconds).max(0.0);
+        let pps = load.steady.rx_pps;
+        let million = load.steady.rx_packets as f64 / 1e6;
+        Measured {
+            sfu: sfu.into(),
+            sfu_cpu_seconds: cpu,
+            sfu_cpu_share: cpu / secs,
+            sfu_rss_mb: after.rss_mb,
+            sfu_peak_rss_mb: after.peak_rss_mb,
+            forwarded_pps: pps,
+            sent_pps: sent.map(|s| s / secs),
+            pps_per_core: if cpu > 0.0 { pps / (cpu / secs) } else { 0.0 },
+            cpu_seconds_per_million: if million > 0.0 { cpu / million } else { 0.0 },
+            kb_per_participant: after.rss_mb * 1024.0 / row.total().max(1) as f64,
+            row,
+            load,
+        }
+    }
+}
+
+/// Everything one harness run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: String,
+    pub rows: Vec<Measured>,
+    /// `udp-ceiling` output: datagrams per second one core sends at 200 B and 1200 B.
+    pub ceiling_200: Option<f64>,
+    pub ceiling_1200: Option<f64>,
+    pub notes: Vec<String>,
+}
+
+fn find<'a>(rows: &'a [Measured], sfu: &str, name: &str) -> Option<&'a Measured> {
+    rows.iter().find(|m| m.sfu == sfu && m.row.name == name)
+}
+
+impl Report {
+    /// The Markdown report.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# SFU benchmark\n");
+        let _ = writeln!(
+            s,
+            "Generated by `bench/run` on {} ({}). The SFU under test is pinned to one core and the load \
+             generator (`calls-loadtest`, one thread) to the other; both run in a network namespace of the \
+             harness's own, over a veth pair. CPU and memory come from `/proc/<pid>`, sampled at both ends of \
+             each row's steady phase (everyone joined, media flowing). *Forwarded* counts the RTP packets \
+             the participants received, the same way for both SFUs.\n",
+            self.date, self.machine
+        );
+        let _ = writeln!(s, "## Rows\n");
+        let _ = writeln!(
+            s,
+            "| SFU | row | published row | participants | heard all | p99 join→audio | SFU CPU (one core) | SFU RSS | forwarded pkt/s | pkt/s per core | CPU-s per M pkts | KB per participant | loss | generator CPU |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for m in &self.rows {
+            let l = &m.load;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {}/{} | {:.0} ms | {:.1}% | {:.1} MB | {:.0} | {:.0} | {:.2} | {:.0} | {:.3}% | {:.0}% |",
+                m.sfu,
+                m.row.name,
+                m.row.published,
+                m.row.total(),
+                l.hearing_all,
+                l.listeners,
+                l.join_to_first_audio.p99_ms,
+                m.sfu_cpu_share * 100.0,
+                m.sfu_rss_mb,
+                m.forwarded_pps,
+                m.pps_per_core,
+                m.cpu_seconds_per_million,
+                m.kb_per_participant,
+                l.loss_ratio * 100.0,
+                l.steady.loadgen_cpu_share * 100.0,
+            );
+        }
+        let _ = writeln!(s, "\n## Side by side\n");
+        let _ = writeln!(
+            s,
+            "| row | ours CPU-s per M pkts | Janus CPU-s per M pkts | Janus / ours | ours KB per participant | Janus KB per participant |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+        for m in self.rows.iter().filter(|m| m.sfu == "rtcd") {
+            if let Some(j) = find(&self.rows, "janus", &m.row.name) {
+                let ratio = if m.cpu_seconds_per_million > 0.0 {
+                    j.cpu_seconds_per_million / m.cpu_seconds_per_million
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.2} | {:.2} | {:.2}x | {:.0} | {:.0} |",
+                    m.row.name,
+                    m.cpu_seconds_per_million,
+                    j.cpu_seconds_per_million,
+                    ratio,
+                    m.kb_per_participant,
+                    j.kb_per_participant
+                );
+            }
+        }
+        let _ = writeln!(s, "\n## Raw UDP ceiling\n");
+        match (self.ceiling_200, self.ceiling_1200) {
+            (Some(a), Some(b)) => {
+                let _ = writeln!(
+                    s,
+                    "`udp-ceiling` (one pinned core, `sendmmsg` through the SFU's own send path to draining \
+                     receivers): **{a:.0} datagrams/s at 200 B**, {b:.0} at 1200 B.\n"
+                );
+                let best = self
+                    .rows
+                    .iter()
+                    .filter(|m| m.sfu == "rtcd")
+                    .map(|m| m.pps_per_core)
+                    .fold(0.0, f64::max);
+                let _ = writeln!(
+                    s,
+                    "Best rtcd rate per core in this run: {best:.0} packets/s = **{:.2} of the ceiling** (200 B).",
+                    best / a
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "Not measured in this run.");
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(s, "\n## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n## Plots\n\n![CPU](cpu.png)\n\n![Memory](memory.png)\n\n![Throughput](throughput.png)"
+        );
+        s
+    }
+
+    /// PNG plots of the sweep rows: CPU, memory and forwarded packets against participants.
+    pub fn plots(&self, dir: &Path) -> Result<(), String> {
+        register_font()?;
+        let series = |sfu: &str, f: &dyn Fn(&Measured) -> f64| -> Vec<(f64, f64)> {
+            let mut v: Vec<(f64, f64)> = self
+                .rows
+                .iter()
+                .filter(|m| m.sfu == sfu && m.row.sweep)
+                .map(|m| (m.row.total() as f64, f(m)))
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v
+        };
+        type Metric<'a> = &'a dyn Fn(&Measured) -> f64;
+        let plots: [(&str, &str, Metric); 3] = [
+            ("cpu.png", "SFU CPU, % of one core", &|m| {
+                m.sfu_cpu_share * 100.0
+            }),
+            ("memory.png", "SFU RSS, MB", &|m| m.sfu_rss_mb),
+            ("throughput.png", "forwarded packets/s", &|m| {
+                m.forwarded_pps
+            }),
+        ];
+        for (file, label, f) in plots {
+            let lines: Vec<(&str, Vec<(f64, f64)>)> = ["rtcd", "janus"]
+                .into_iter()
+                .map(|s| (s, series(s, f)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            line_plot(&dir.join(file), label, &lines)?;
+        }
+        Ok(())
+    }
+}
+
+fn register_font() -> Result<(), String> {
+    use std::sync::OnceLock;
+    static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("{path}: {e} (install the Debian package fonts-dejavu-core)"))?;
+        plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .map_err(|_| format!("{path}: not a usable font"))
+    })
+    .clone()
+}
+
+fn line_plot(path: &Path, y_label: &str, lines: &[(&str, Vec<(f64, f64)>)]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let x_max = lines
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(y_label, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("participants")
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let colors = [RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xd6, 0x27, 0x28)];
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(3)))
+            .map_err(|e| err(&e))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_sampled() {
+        let s = sample_proc(std::process::id()).unwrap();
+        assert!(s.rss_mb > 0.5 && s.peak_rss_mb >= s.rss_mb, "{s:?}");
+        assert!(sample_proc(u32::MAX).is_err());
+    }
+}

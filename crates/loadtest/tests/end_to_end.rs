@@ -1,0 +1,152 @@
+//! The load tool and the benchmark harness against the real rtcd binary of this workspace (and,
+//! in the harness, the real Janus):
+//! participants join through the plugin protocol, connect with ICE/DTLS/SRTP over loopback, hear
+//! every speaker and see the screen share; the harness produces its report.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The workspace's rtcd binary, built beside this package's binaries.
+fn rtcd_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_calls-loadtest"))
+        .parent()
+        .unwrap()
+        .join("rtcd");
+    assert!(
+        bin.is_file(),
+        "{} missing: build the workspace",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn participants_hear_every_speaker_and_see_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = calls_testkit::free_udp_port().to_string();
+    let mut cmd = Command::new(rtcd_bin());
+    cmd.env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
+        .env("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")
+        .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
+        .env("RTCD_RTC_ICEPORTUDP", &udp)
+        .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
+        .env(
+            "RTCD_RTC_ICEPORTTCP",
+            calls_testkit::free_tcp_port().to_string(),
+        )
+        .env("RTCD_STORE_DATASOURCE", dir.path().join("db"))
+        .env("RTCD_LOGGER_ENABLEFILE", "false")
+        .env("RTCD_LOGGER_CONSOLEJSON", "true");
+    let rtcd = calls_testkit::Daemon::start("rtcd", cmd, dir.path(), "RTCD_TEST_ECHO");
+    let out = Command::new(env!("CARGO_BIN_EXE_calls-loadtest"))
+        .args(["--url", &rtcd.url("")])
+        .args([
+            "--calls",
+            "2",
+            "--participants",
+            "4",
+            "--unmuted",
+            "2",
+            "--screen",
+            "1",
+        ])
+        .args([
+            "--join-rate",
+            "20",
+            "--warmup",
+            "2",
+            "--duration",
+            "2",
+            "--quiet",
+        ])
+        .args(["--json", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(r["joined"], 8, "{r}");
+    assert_eq!(r["connected"], 8, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    // Everyone hears both speakers of their call (the speakers each hear the other one).
+    assert_eq!(r["listeners"], 8);
+    assert_eq!(r["hearing_all"], 8, "{r}");
+    // The sharer's three viewers in call 0 get screen video.
+    assert_eq!(r["screen_viewers"], 3);
+    assert_eq!(r["seeing_screen"], 3, "{r}");
+    // 2 calls × (2 speakers × 3 listeners) × 50 packets/s of audio, plus video: at least the audio.
+    let pps = r["steady"]["rx_pps"].as_f64().unwrap();
+    assert!(pps > 500.0, "{r}");
+    assert!(r["loss_ratio"].as_f64().unwrap() < 0.01, "{r}");
+    assert!(
+        r["join_to_first_audio"]["p99_ms"].as_f64().unwrap() < 5000.0,
+        "{r}"
+    );
+    // The summary table goes to stderr.
+    assert!(
+        stderr.contains("hearing every speaker        8 of 8"),
+        "{stderr}"
+    );
+    // rtcd saw every session leave.
+    assert!(rtcd.log_contains("session"), "rtcd logged the sessions");
+    rtcd.stop();
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_setting_to_fix() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_calls-loadtest"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&["--unmuted", "11", "--participants", "10"]).contains("--unmuted"));
+    assert!(run(&["--screen", "2", "--calls", "1"]).contains("--screen"));
+    assert!(run(&["--auth-key", "short"]).contains("--auth-key"));
+    assert!(run(&["--join-rate", "0"]).contains("--join-rate"));
+    // Nothing listens there: a clear error, not a hang.
+    let port = calls_testkit::free_tcp_port();
+    let e = run(&[
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--participants",
+        "1",
+    ]);
+    assert!(e.contains("cannot reach rtcd"), "{e}");
+}
+
+#[test]
+fn the_harness_produces_its_report() {
+    let out_dir = tempfile::tempdir().unwrap();
+    rtcd_bin();
+    let out = Command::new(env!("CARGO_BIN_EXE_calls-bench"))
+        .args(["--quick", "--out"])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = std::fs::read_to_string(out_dir.path().join("report.md")).unwrap();
+    assert!(report.contains("| rtcd | quick-a |"), "{report}");
+    assert!(report.contains("| janus | quick-a |"), "{report}");
+    assert!(report.contains("Raw UDP ceiling"), "{report}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("results.json")).unwrap())
+            .unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    // Both rows on both SFUs, under the same load.
+    assert_eq!(rows.len(), 4, "{v}");
+    for r in rows {
+        assert_eq!(r["load"]["hearing_all"], r["load"]["listeners"], "{r}");
+        assert!(r["sfu_cpu_seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["sfu_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
+        assert!(r["forwarded_pps"].as_f64().unwrap() > 100.0, "{r}");
+    }
+    assert!(v["ceiling_200"].as_f64().unwrap() > 1000.0, "{v}");
+    for png in ["cpu.png", "memory.png", "throughput.png"] {
+        let b = std::fs::read(out_dir.path().join(png)).unwrap();
+        assert_eq!(&b[..4], b"\x89PNG", "{png}");
+    }
+}
