@@ -17,6 +17,7 @@ use calls_proto::dc::{DcMessage, TrackInfo};
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
@@ -36,6 +37,8 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may hold the data-channel lock. rtcd never takes it back, so a client that
 /// locks and vanishes starves every later server offer (pitfall 4); here the lock expires.
 pub const CLIENT_LOCK_LIMIT: Duration = Duration::from_secs(10);
+/// Rounds of due timers one `handle_timeout` call runs at most.
+const TIMEOUT_ROUNDS: usize = 16;
 
 /// Where the SFU can be reached, as advertised in candidates.
 #[derive(Debug, Clone, Default)]
@@ -85,6 +88,30 @@ pub enum SfuOutput {
 type PeerId = u64;
 /// A call (group + call ID), numbered so that the packet path never hashes or copies strings.
 type CallKey = u64;
+
+/// A map keyed by the core's own numbers (peers, calls). The packet path looks a peer up once
+/// per receiver per packet; SipHash's resistance to chosen keys buys nothing for numbers the
+/// core hands out itself, so these use a multiplicative (Fx) hash.
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// A publisher's incoming track.
 #[derive(Debug, Clone)]
@@ -188,13 +215,13 @@ struct Forward {
 pub struct Sfu {
     cfg: SfuConfig,
     next_id: PeerId,
-    peers: HashMap<PeerId, Peer>,
+    peers: IdMap<PeerId, Peer>,
     by_session: HashMap<String, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
-    calls: HashMap<CallKey, Vec<PeerId>>,
+    calls: IdMap<CallKey, Vec<PeerId>>,
     /// The one screen sharer of each call.
-    screens: HashMap<CallKey, PeerId>,
+    screens: IdMap<CallKey, PeerId>,
     /// (group, call ID) → call number, and the last number given out.
     call_keys: HashMap<(String, String), CallKey>,
     next_call: CallKey,
@@ -203,6 +230,8 @@ pub struct Sfu {
     /// When a keyframe was last requested from a publisher's track layer.
     last_pli: HashMap<(PeerId, Mid, Option<Rid>), Instant>,
     timers: BTreeSet<(Instant, PeerId)>,
+    /// Peers whose timers are due in the current round of `handle_timeout` (reused buffer).
+    due: Vec<PeerId>,
     out: VecDeque<SfuOutput>,
     forwards: Vec<Forward>,
 }
@@ -606,64 +635,82 @@ impl Sfu {
 
     /// Runs every peer whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(t, id)) = self.timers.first() {
-            if t > now {
+        // Peers whose timers come due again at `now` run again, but in bounded rounds: a timer
+        // that str0m keeps re-arming at `now` (its bandwidth estimator does with a zero RTT)
+        // must not hold this call forever; the shell comes straight back, as `poll_timeout` is due.
+        let mut due = std::mem::take(&mut self.due);
+        for _ in 0..TIMEOUT_ROUNDS {
+            while let Some(&(t, id)) = self.timers.first()
+                && t <= now
+            {
+                self.timers.pop_first();
+                due.push(id);
+            }
+            if due.is_empty() {
                 break;
             }
-            self.timers.pop_first();
-            if let Some(p) = self.peers.get_mut(&id) {
-                p.next_timeout = None;
-                let _ = p.rtc.handle_input(Input::Timeout(now));
-                if p.client_lock
-                    && p.locked_at
-                        .is_some_and(|t| now.saturating_duration_since(t) >= CLIENT_LOCK_LIMIT)
-                {
-                    tracing::warn!(session_id = %p.cfg.session_id, "data-channel lock held too long: released");
-                    crate::metrics::error(&p.cfg.group_id, "signaling_lock_timeout");
-                    p.client_lock = false;
-                    self.negotiate(id, now);
-                }
-                if let Some(p) = self.peers.get_mut(&id)
-                    && p.pending.is_some()
-                    && p.offered_at
-                        .is_some_and(|t| now.saturating_duration_since(t) >= ANSWER_TIMEOUT)
-                {
-                    // Dropping the pending offer rolls it back; its new tracks are queued again
-                    // rather than lost (rtcd drops them).
-                    tracing::warn!(session_id = %p.cfg.session_id, "no answer to the server offer: retrying");
-                    crate::metrics::error(&p.cfg.group_id, "signaling");
-                    p.pending = None;
-                    let retry: Vec<TrackKey> = p
-                        .out
-                        .iter()
-                        .filter(|o| o.state == OutState::Negotiating)
-                        .map(|o| o.key)
-                        .collect();
-                    for o in p.out.iter().filter(|o| o.state == OutState::Negotiating) {
-                        crate::metrics::track(&p.cfg.group_id, "out", o.mime, -1.0);
-                    }
-                    p.out.retain(|o| o.state != OutState::Negotiating);
-                    p.to_add.extend(retry);
-                    self.negotiate(id, now);
-                }
-                let Some(p) = self.peers.get_mut(&id) else {
-                    continue;
-                };
-                if let Some(since) = p.disconnected_since
-                    && (now.duration_since(since) >= DISCONNECTED_TIMEOUT || !p.rtc.is_alive())
-                {
-                    let sid = p.session_id().to_owned();
-                    self.out.push_back(SfuOutput::SessionEnded {
-                        session_id: sid.clone(),
-                        reason: "ice failed".into(),
-                    });
-                    self.close_session(&sid, now);
-                    continue;
-                }
+            for id in due.drain(..) {
+                self.run_timeout(id, now);
             }
-            self.drive(id, now);
         }
+        self.due = due;
         self.flush_forwards(now);
+    }
+
+    /// One peer's due timer: str0m's, and the session's own deadlines.
+    fn run_timeout(&mut self, id: PeerId, now: Instant) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        p.next_timeout = None;
+        let _ = p.rtc.handle_input(Input::Timeout(now));
+        if p.client_lock
+            && p.locked_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= CLIENT_LOCK_LIMIT)
+        {
+            tracing::warn!(session_id = %p.cfg.session_id, "data-channel lock held too long: released");
+            crate::metrics::error(&p.cfg.group_id, "signaling_lock_timeout");
+            p.client_lock = false;
+            self.negotiate(id, now);
+        }
+        if let Some(p) = self.peers.get_mut(&id)
+            && p.pending.is_some()
+            && p.offered_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= ANSWER_TIMEOUT)
+        {
+            // Dropping the pending offer rolls it back; its new tracks are queued again
+            // rather than lost (rtcd drops them).
+            tracing::warn!(session_id = %p.cfg.session_id, "no answer to the server offer: retrying");
+            crate::metrics::error(&p.cfg.group_id, "signaling");
+            p.pending = None;
+            let retry: Vec<TrackKey> = p
+                .out
+                .iter()
+                .filter(|o| o.state == OutState::Negotiating)
+                .map(|o| o.key)
+                .collect();
+            for o in p.out.iter().filter(|o| o.state == OutState::Negotiating) {
+                crate::metrics::track(&p.cfg.group_id, "out", o.mime, -1.0);
+            }
+            p.out.retain(|o| o.state != OutState::Negotiating);
+            p.to_add.extend(retry);
+            self.negotiate(id, now);
+        }
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some(since) = p.disconnected_since
+            && (now.duration_since(since) >= DISCONNECTED_TIMEOUT || !p.rtc.is_alive())
+        {
+            let sid = p.session_id().to_owned();
+            self.out.push_back(SfuOutput::SessionEnded {
+                session_id: sid.clone(),
+                reason: "ice failed".into(),
+            });
+            self.close_session(&sid, now);
+            return;
+        }
+        self.drive(id, now);
     }
 
     /// A JSON `RTCSessionDescription` from the client, over the plugin (`via_dc` false) or the
@@ -1007,12 +1054,14 @@ impl Sfu {
                         contents: t.contents.to_vec(),
                     }),
                     Ok(Output::Timeout(t)) => {
-                        if let Some(old) = peer.next_timeout.take() {
-                            self.timers.remove(&(old, id));
-                        }
                         let t = t.max(now);
-                        peer.next_timeout = Some(t);
-                        self.timers.insert((t, id));
+                        // Most polls leave the deadline where it was: keep the entry then.
+                        if peer.next_timeout != Some(t) {
+                            if let Some(old) = peer.next_timeout.replace(t) {
+                                self.timers.remove(&(old, id));
+                            }
+                            self.timers.insert((t, id));
+                        }
                         break;
                     }
                     Ok(Output::Event(e)) => events.push(e),
@@ -1422,6 +1471,12 @@ impl Sfu {
             touched.sort_unstable();
             touched.dedup();
             for &r in &touched {
+                // str0m sends written media only after a timeout (its pacer takes a snapshot
+                // of the queues then). Polling first would only return "timeout now", walking
+                // the whole session for nothing; hand it the timeout straight away.
+                if let Some(rp) = self.peers.get_mut(&r) {
+                    let _ = rp.rtc.handle_input(Input::Timeout(now));
+                }
                 self.drive(r, now);
             }
             touched.clear();

@@ -41,3 +41,17 @@ pub const LAYER_SWITCHES: &str = "rtcd_rtc_simulcast_switches_total";
 pub fn layer_switch(layer: &'static str) {
     counter!(LAYER_SWITCHES, "layer" => layer).increment(1);
 }
+
+/// UDP datagrams the media plane sent, and those dropped because a socket buffer was full. Not
+/// rtcd series: they give the forwarding rate (the benchmark reads it) and show send overload.
+/// Counted once per `sendmmsg` round, not per packet.
+pub const UDP_SENT: &str = "rtcd_rtc_udp_datagrams_sent_total";
+pub const UDP_DROPPED: &str = "rtcd_rtc_udp_datagrams_dropped_total";
+
+pub fn udp_sent(n: usize) {
+    counter!(UDP_SENT).increment(n as u64);
+}
+
+pub fn udp_dropped(n: usize) {
+    counter!(UDP_DROPPED).increment(n as u64);
+}

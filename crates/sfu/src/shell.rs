@@ -414,18 +414,21 @@ impl Shard {
             }
             for (source, queued) in egress.iter_mut().filter(|(_, q)| !q.is_empty()) {
                 if let Some(sock) = by_advertised.get(source) {
-                    let msgs: Vec<(SocketAddr, &[u8])> =
-                        queued.iter().map(|(d, c)| (*d, c.as_slice())).collect();
-                    match crate::udp::send(sock, &msgs) {
-                        Ok(n) if n < msgs.len() => {
-                            tracing::debug!(
-                                dropped = msgs.len() - n,
-                                "udp send buffer full: datagrams dropped"
-                            )
+                    let sent = match crate::udp::send(sock, queued.as_slice()) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "udp send failed");
+                            0
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::debug!(error = %e, "udp send failed"),
+                    };
+                    if sent < queued.len() {
+                        tracing::debug!(
+                            dropped = queued.len() - sent,
+                            "udp send buffer full: datagrams dropped"
+                        );
+                        crate::metrics::udp_dropped(queued.len() - sent);
                     }
+                    crate::metrics::udp_sent(sent);
                 }
                 queued.clear();
             }

@@ -108,8 +108,9 @@ pub async fn recv(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> 
 }
 
 /// Sends as many of `msgs` as the socket takes now; returns how many went out. A full socket
-/// buffer stops the batch (the rest is dropped by the caller, as UDP would).
-pub fn send(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+/// buffer stops the batch (the rest is dropped by the caller, as UDP would). Generic over the
+/// payload, so that owned queues go out as they are, with no slice list built per call.
+pub fn send<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < msgs.len() {
         let end = (sent + BATCH).min(msgs.len());
@@ -200,20 +201,24 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 #[cfg(target_os = "linux")]
-fn send_now(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
-    let addrs: Vec<socket2::SockAddr> = msgs.iter().map(|(a, _)| (*a).into()).collect();
+    let n = msgs.len().min(BATCH);
+    // On the stack, not in a Vec: no allocation per sendmmsg. Slots past `n` are unused.
+    let unused = SocketAddr::from(([0, 0, 0, 0], 0));
+    let addrs: [socket2::SockAddr; BATCH] =
+        std::array::from_fn(|i| msgs.get(i).map_or(unused, |(a, _)| *a).into());
     // SAFETY: the headers point into `addrs`, `iovs` and the caller's slices, which all outlive
     // the call; sendmmsg only reads through them.
     unsafe {
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-        let n = msgs.len().min(BATCH);
-        for i in 0..n {
-            iovs[i].iov_base = msgs[i].1.as_ptr() as *mut libc::c_void;
-            iovs[i].iov_len = msgs[i].1.len();
-            hdrs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut libc::c_void;
-            hdrs[i].msg_hdr.msg_namelen = addrs[i].len();
+        for (i, ((_, data), addr)) in msgs.iter().zip(&addrs).enumerate() {
+            let data = data.as_ref();
+            iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
+            iovs[i].iov_len = data.len();
+            hdrs[i].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            hdrs[i].msg_hdr.msg_namelen = addr.len();
             hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
         }
@@ -241,9 +246,9 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send_now(sock: &UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
-    let (addr, data) = msgs[0];
-    sock.try_send_to(data, addr).map(|_| 1)
+fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
+    let (addr, data) = &msgs[0];
+    sock.try_send_to(data.as_ref(), *addr).map(|_| 1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,566 @@
+//! A deterministic forwarding benchmark of the sans-IO core: one call, N receivers and S
+//! speakers that each send one ~80-byte Opus packet every 20 ms of virtual time.
+//!
+//! ```text
+//! cargo run --release -p calls-sfu --example forward -- --receivers 1000 --speakers 2 --seconds 5
+//! ```
+//!
+//! Setup joins every client over an in-memory network in virtual time (as `tests/loopback.rs`
+//! does): DC-only offer over the plugin path, ICE-lite + DTLS + SCTP, then each speaker adds a
+//! sendonly Opus track and every other session gets it in a server offer over the data channel.
+//! The measurement phase then runs the SFU alone inside [`measure`]: the speakers' packets are
+//! encrypted outside it, and forwarded RTP is only counted (no client decrypts it), so that
+//!
+//! ```text
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*forward::measure*' \
+//!     target/release/examples/forward --receivers 200
+//! ```
+//!
+//! counts the SFU's own instructions only. STUN, DTLS and RTCP still reach the clients, so that
+//! their sessions stay alive. Prints one JSON line.
+
+use calls_proto::dc::DcMessage;
+use calls_proto::json::SessionConfig;
+use calls_proto::{RtcMessage, RtcMessageType};
+use calls_sfu::{Sfu, SfuConfig, SfuOutput};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SFU_ADDR: &str = "10.0.0.1:8443";
+/// One Opus frame per 20 ms per speaker.
+const FRAME: Duration = Duration::from_millis(20);
+/// Like tokio's timer wheel, the clock advances in steps of at least 1 ms.
+const TICK: Duration = Duration::from_millis(1);
+/// One-way delay from the SFU to the clients. A zero round-trip time is unrealistic and makes
+/// str0m's bandwidth estimator ask for a timeout "now" forever.
+const LATENCY: Duration = Duration::from_millis(10);
+
+struct Args {
+    receivers: usize,
+    speakers: usize,
+    seconds: u64,
+    bwe: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        receivers: 1000,
+        speakers: 2,
+        seconds: 5,
+        bwe: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--receivers" => a.receivers = value().parse().expect("--receivers N"),
+            "--speakers" => a.speakers = value().parse().expect("--speakers N"),
+            "--seconds" => a.seconds = value().parse().expect("--seconds N"),
+            "--bwe" => a.bwe = value().parse().expect("--bwe true|false"),
+            _ => panic!(
+                "usage: forward [--receivers N] [--speakers N] [--seconds N] [--bwe true|false]"
+            ),
+        }
+    }
+    a
+}
+
+fn zlib(d: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(d).unwrap();
+    e.finish().unwrap()
+}
+
+fn unzlib(d: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(d)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn session_config(sid: &str) -> SessionConfig {
+    SessionConfig {
+        group_id: "g".into(),
+        call_id: "call".into(),
+        user_id: format!("u-{sid}"),
+        session_id: sid.into(),
+        props: Some(BTreeMap::from([
+            ("channelID".into(), serde_json::json!("ch")),
+            ("av1Support".into(), serde_json::json!(false)),
+            ("dcSignaling".into(), serde_json::json!(true)),
+        ])),
+    }
+}
+
+/// SRTP (not SRTCP): RFC 5761 demultiplexing by the second byte.
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (0x80..=0xbf).contains(&d[0]) && !(192..=223).contains(&d[1])
+}
+
+struct Client {
+    sid: String,
+    rtc: Rtc,
+    dc: Option<ChannelId>,
+    pending: Option<SdpPendingOffer>,
+    next: Instant,
+    /// Tracks the server added to this client.
+    media_added: usize,
+    /// A speaker's microphone, its payload type and its next sequence number.
+    mic: Option<(Mid, str0m::media::Pt, u64)>,
+}
+
+struct Datagram {
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+    contents: Vec<u8>,
+}
+
+/// What the SFU emitted in the measurement phase.
+#[derive(Default)]
+struct Counts {
+    packets_in: u64,
+    packets_out: u64,
+    forwarded_rtp: u64,
+}
+
+struct Net {
+    now: Instant,
+    sfu: Sfu,
+    clients: Vec<Client>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_sid: HashMap<String, usize>,
+    /// Clients that may have output to poll.
+    dirty: Vec<usize>,
+    /// SFU output just polled, and what is on its way to clients and "the plugin".
+    deliver: Vec<SfuOutput>,
+    in_flight: VecDeque<(Instant, SfuOutput)>,
+}
+
+impl Net {
+    fn new(bwe: bool) -> Self {
+        let sfu = Sfu::new(SfuConfig {
+            udp_candidates: vec![SFU_ADDR.parse().unwrap()],
+            bandwidth_estimation: bwe,
+            ..Default::default()
+        });
+        Net {
+            now: Instant::now(),
+            sfu,
+            clients: vec![],
+            by_addr: HashMap::new(),
+            by_sid: HashMap::new(),
+            dirty: vec![],
+            deliver: vec![],
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    fn join(&mut self, sid: &str, addr: SocketAddr, rtp_mode: bool) {
+        self.sfu
+            .init_session(session_config(sid), self.now)
+            .unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap())
+            .unwrap();
+        let mut api = rtc.sdp_api();
+        api.add_channel("calls-dc".into());
+        let (offer, pending) = api.apply().unwrap();
+        let data =
+            serde_json::to_vec(&serde_json::json!({"type": "offer", "sdp": offer.to_sdp_string()}))
+                .unwrap();
+        let i = self.clients.len();
+        self.clients.push(Client {
+            sid: sid.into(),
+            rtc,
+            dc: None,
+            pending: Some(pending),
+            next: self.now,
+            media_added: 0,
+            mic: None,
+        });
+        self.by_addr.insert(addr, i);
+        self.by_sid.insert(sid.into(), i);
+        let msg = RtcMessage {
+            session_id: sid.into(),
+            ..RtcMessage::new(RtcMessageType::Sdp, data)
+        };
+        self.sfu.handle_rtc(msg, self.now).unwrap();
+        self.deliver
+            .extend(std::iter::from_fn(|| self.sfu.poll_output()));
+        self.dirty.push(i);
+    }
+
+    /// Sends what the SFU just emitted on its way, and hands what arrived to the clients. In
+    /// the measurement phase no media is on its way.
+    fn deliver(&mut self) {
+        let arrival = self.now + LATENCY;
+        self.in_flight
+            .extend(self.deliver.drain(..).map(|o| (arrival, o)));
+        while self.in_flight.front().is_some_and(|(t, _)| *t <= self.now) {
+            let (_, o) = self.in_flight.pop_front().unwrap();
+            match o {
+                SfuOutput::Transmit {
+                    proto,
+                    source,
+                    destination,
+                    contents,
+                } => {
+                    let Some(&i) = self.by_addr.get(&destination) else {
+                        continue;
+                    };
+                    let r = Receive {
+                        proto,
+                        source,
+                        destination,
+                        contents: contents.as_slice().try_into().unwrap(),
+                    };
+                    let c = &mut self.clients[i];
+                    // A client that is no longer served (a dead session) may refuse input.
+                    let _ = c.rtc.handle_input(Input::Receive(self.now, r));
+                    self.dirty.push(i);
+                }
+                SfuOutput::Signal(m) => {
+                    let i = self.by_sid[&m.session_id];
+                    let c = &mut self.clients[i];
+                    let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                    if m.msg_type == RtcMessageType::Sdp as i64 {
+                        let ans = SdpAnswer::from_sdp_string(v["sdp"].as_str().unwrap()).unwrap();
+                        c.rtc
+                            .sdp_api()
+                            .accept_answer(c.pending.take().unwrap(), ans)
+                            .unwrap();
+                    } else {
+                        let cand = v["candidate"]["candidate"].as_str().unwrap();
+                        c.rtc
+                            .add_remote_candidate(Candidate::from_sdp_string(cand).unwrap());
+                    }
+                    self.dirty.push(i);
+                }
+                SfuOutput::SessionEnded { session_id, reason } => {
+                    panic!("session {session_id} ended: {reason}")
+                }
+                SfuOutput::Vad { .. } => {}
+            }
+        }
+    }
+
+    /// Polls every dirty client, answering server offers over the data channel.
+    fn poll_clients(&mut self, to_sfu: &mut Vec<Datagram>) {
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        for i in std::mem::take(&mut self.dirty) {
+            let c = &mut self.clients[i];
+            loop {
+                match c.rtc.poll_output().unwrap() {
+                    Output::Transmit(t) => to_sfu.push(Datagram {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec(),
+                    }),
+                    Output::Timeout(t) => {
+                        c.next = t;
+                        break;
+                    }
+                    Output::Event(Event::ChannelOpen(id, _)) => c.dc = Some(id),
+                    Output::Event(Event::MediaAdded(_)) => c.media_added += 1,
+                    Output::Event(Event::ChannelData(d)) => {
+                        let Ok(DcMessage::Sdp(z)) = DcMessage::decode(&d.data) else {
+                            continue;
+                        };
+                        let v: serde_json::Value = serde_json::from_slice(&unzlib(&z)).unwrap();
+                        let sdp = v["sdp"].as_str().unwrap();
+                        if v["type"] == "offer" {
+                            let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+                            let ans = c.rtc.sdp_api().accept_offer(offer).unwrap();
+                            let j = serde_json::to_vec(
+                                &serde_json::json!({"type":"answer","sdp":ans.to_sdp_string()}),
+                            )
+                            .unwrap();
+                            let mut ch = c.rtc.channel(c.dc.unwrap()).unwrap();
+                            ch.write(true, &DcMessage::Sdp(zlib(&j)).encode()).unwrap();
+                        } else {
+                            let ans = SdpAnswer::from_sdp_string(sdp).unwrap();
+                            let pending = c.pending.take().expect("answer without offer");
+                            c.rtc.sdp_api().accept_answer(pending, ans).unwrap();
+                        }
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Fires the clients' due timers.
+    fn client_timeouts(&mut self) {
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if c.next <= self.now {
+                c.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+                self.dirty.push(i);
+            }
+        }
+    }
+
+    /// The next time anything is due, at least one tick ahead, at most `end`.
+    fn advance(&mut self, end: Instant, extra: Option<Instant>) {
+        let mut next = end;
+        if let Some(t) = self.sfu.poll_timeout() {
+            next = next.min(t);
+        }
+        if let Some(t) = extra {
+            next = next.min(t);
+        }
+        if let Some((t, _)) = self.in_flight.front() {
+            next = next.min(*t);
+        }
+        for c in &self.clients {
+            next = next.min(c.next);
+        }
+        self.now = next.max(self.now + TICK).min(end);
+    }
+
+    /// Setup: moves everything until the network settles.
+    fn pump(&mut self) {
+        let mut to_sfu = Vec::new();
+        for _ in 0..100_000 {
+            self.deliver();
+            self.poll_clients(&mut to_sfu);
+            if to_sfu.is_empty() {
+                return;
+            }
+            for d in to_sfu.drain(..) {
+                self.sfu
+                    .handle_datagram(self.now, d.proto, d.source, d.destination, &d.contents);
+            }
+            self.deliver
+                .extend(std::iter::from_fn(|| self.sfu.poll_output()));
+        }
+        panic!("network did not settle");
+    }
+
+    /// Setup: runs the whole network in virtual time.
+    fn run(&mut self, dur: Duration) {
+        let end = self.now + dur;
+        while self.now < end {
+            self.pump();
+            self.advance(end, None);
+            if self.sfu.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.sfu.handle_timeout(self.now);
+                self.deliver
+                    .extend(std::iter::from_fn(|| self.sfu.poll_output()));
+            }
+            self.client_timeouts();
+        }
+        self.pump();
+    }
+
+    /// A speaker unmutes: a sendonly Opus track in an offer over the data channel.
+    fn publish_voice(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let mut api = c.rtc.sdp_api();
+        let mid = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(c.sid.clone()),
+            Some("mic".into()),
+            None,
+        );
+        let (offer, pending) = api.apply().unwrap();
+        assert!(c.pending.is_none(), "{}: offer already pending", c.sid);
+        c.pending = Some(pending);
+        let j =
+            serde_json::to_vec(&serde_json::json!({"type":"offer","sdp":offer.to_sdp_string()}))
+                .unwrap();
+        let mut ch = c.rtc.channel(c.dc.expect("dc open")).unwrap();
+        ch.write(true, &DcMessage::Sdp(zlib(&j)).encode()).unwrap();
+        c.mic = Some((mid, 0.into(), 1));
+        self.dirty.push(i);
+    }
+}
+
+/// Setup: everyone joins and connects, then each speaker publishes in turn.
+fn setup(a: &Args) -> Net {
+    let mut net = Net::new(a.bwe);
+    let total = a.receivers + a.speakers;
+    for i in 0..total {
+        let addr = SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8 + 1], 5000));
+        let speaker = i < a.speakers;
+        let sid = if speaker {
+            format!("S{i}")
+        } else {
+            format!("R{i}")
+        };
+        net.join(&sid, addr, speaker);
+        if i % 50 == 49 {
+            net.pump();
+        }
+    }
+    net.run(Duration::from_secs(3));
+    let open = net.clients.iter().filter(|c| c.dc.is_some()).count();
+    assert_eq!(open, total, "every data channel opens");
+    for s in 0..a.speakers {
+        net.publish_voice(s);
+        net.run(Duration::from_secs(2));
+        let c = &mut net.clients[s];
+        let (mid, _, seq) = c.mic.unwrap();
+        let pt = c.rtc.media(mid).expect("mic negotiated").remote_pts()[0];
+        c.mic = Some((mid, pt, seq));
+    }
+    for (i, c) in net.clients.iter().enumerate() {
+        let expected = a.speakers - usize::from(i < a.speakers);
+        assert_eq!(
+            c.media_added, expected,
+            "{}: every voice track added",
+            c.sid
+        );
+    }
+    speak(&mut net, Duration::from_secs(2), None);
+    net
+}
+
+/// The SFU's side of one round of the measurement phase, and nothing else: callgrind counts the
+/// instructions of this function (and its callees) only.
+#[inline(never)]
+fn measure(
+    sfu: &mut Sfu,
+    now: Instant,
+    input: &[Datagram],
+    counts: &mut Counts,
+    deliver: &mut Vec<SfuOutput>,
+) {
+    sfu_round(sfu, now, input, Some(counts), deliver);
+}
+
+/// One round of the SFU: due timers, the clients' datagrams, then its output. With `counts`,
+/// RTP is counted and dropped (as the shell frees it after `sendmmsg`) instead of delivered.
+#[inline(always)]
+fn sfu_round(
+    sfu: &mut Sfu,
+    now: Instant,
+    input: &[Datagram],
+    mut counts: Option<&mut Counts>,
+    deliver: &mut Vec<SfuOutput>,
+) {
+    if sfu.poll_timeout().is_some_and(|t| t <= now) {
+        sfu.handle_timeout(now);
+    }
+    for d in input {
+        sfu.handle_datagram(now, d.proto, d.source, d.destination, &d.contents);
+    }
+    while let Some(o) = sfu.poll_output() {
+        if let (Some(c), SfuOutput::Transmit { contents, .. }) = (counts.as_deref_mut(), &o) {
+            c.packets_out += 1;
+            if is_rtp(contents) {
+                c.forwarded_rtp += 1;
+                continue;
+            }
+        }
+        deliver.push(o);
+    }
+}
+
+/// Speakers send for `dur`, each staggered by its share of the 20 ms frame. Without `counts`
+/// (the warm-up), everything is delivered, so that receivers learn the streams and report on
+/// them (RTCP RR, after which str0m stops sending the MID extension, as with real peers).
+fn speak(net: &mut Net, dur: Duration, mut counts: Option<&mut Counts>) -> Duration {
+    let mut sfu_time = Duration::ZERO;
+    let end = net.now + dur;
+    let speakers: Vec<usize> = (0..net.clients.len())
+        .filter(|i| net.clients[*i].mic.is_some())
+        .collect();
+    let stagger = FRAME / speakers.len().max(1) as u32;
+    let start = net.now;
+    let mut sent = vec![0u64; speakers.len()];
+    let mut input = Vec::new();
+    let payload: Vec<u8> = (0..80u8).collect();
+    let due = |k: usize, sent: &[u64]| start + stagger * k as u32 + FRAME * sent[k] as u32;
+    while net.now < end {
+        // Client side: each speaker whose frame is due encrypts it; levels swing like speech.
+        for (k, &i) in speakers.iter().enumerate() {
+            if due(k, &sent) > net.now {
+                continue;
+            }
+            let frame = sent[k];
+            sent[k] += 1;
+            let c = &mut net.clients[i];
+            let (mid, pt, seq) = c.mic.as_mut().unwrap();
+            let ext = ExtensionValues {
+                audio_level: Some(if frame.is_multiple_of(2) { -20 } else { -70 }),
+                voice_activity: Some(true),
+                ..Default::default()
+            };
+            let w = RtpWrite::new(
+                *pt,
+                (*seq).into(),
+                (*seq * 960) as u32,
+                net.now,
+                payload.as_slice(),
+            )
+            .ext_vals(ext);
+            *seq += 1;
+            let mut api = c.rtc.direct_api();
+            api.stream_tx_by_mid(*mid, None)
+                .expect("mic stream")
+                .write_rtp(w);
+            net.dirty.push(i);
+        }
+        net.client_timeouts();
+        // Until this instant settles: clients' datagrams in, the SFU's output out.
+        loop {
+            net.poll_clients(&mut input);
+            if let Some(c) = counts.as_deref_mut() {
+                c.packets_in += input.len() as u64;
+                let t0 = Instant::now();
+                measure(&mut net.sfu, net.now, &input, c, &mut net.deliver);
+                sfu_time += t0.elapsed();
+            } else {
+                sfu_round(&mut net.sfu, net.now, &input, None, &mut net.deliver);
+            }
+            input.clear();
+            net.deliver();
+            if net.dirty.is_empty() {
+                break;
+            }
+        }
+        let next_frame = (0..speakers.len()).map(|k| due(k, &sent)).min();
+        net.advance(end, next_frame);
+    }
+    sfu_time
+}
+
+fn main() {
+    let a = args();
+    let t0 = Instant::now();
+    let mut net = setup(&a);
+    let setup_secs = t0.elapsed().as_secs_f64();
+    let mut c = Counts::default();
+    let sfu_time = speak(&mut net, Duration::from_secs(a.seconds), Some(&mut c));
+    let ns = sfu_time.as_nanos() as f64 / c.forwarded_rtp.max(1) as f64;
+    let expected = (a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50;
+    println!(
+        "{}",
+        serde_json::json!({
+            "receivers": a.receivers,
+            "speakers": a.speakers,
+            "seconds": a.seconds,
+            "bwe": a.bwe,
+            "packets_in": c.packets_in,
+            "packets_out": c.packets_out,
+            "forwarded_rtp": c.forwarded_rtp,
+            "expected_rtp": expected,
+            "sfu_wall_ns_per_forwarded": (ns * 10.0).round() / 10.0,
+            "setup_wall_s": (setup_secs * 10.0).round() / 10.0,
+        })
+    );
+}
