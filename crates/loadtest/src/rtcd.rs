@@ -68,6 +68,7 @@ pub async fn register(base: &str, creds: &Credentials) -> Result<(), String> {
 pub struct Plugin {
     out: mpsc::UnboundedSender<ClientMessage>,
     routes: Rc<RefCell<HashMap<String, mpsc::UnboundedSender<Inbound>>>>,
+    writer: Rc<RefCell<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Plugin {
@@ -106,7 +107,7 @@ impl Plugin {
             other => return Err(format!("expected hello, got {other:?}")),
         }
         let (out, mut rx) = mpsc::unbounded_channel::<ClientMessage>();
-        tokio::task::spawn_local(async move {
+        let writer = tokio::task::spawn_local(async move {
             let mut buf = Vec::new();
             while let Some(m) = rx.recv().await {
                 buf.clear();
@@ -146,7 +147,21 @@ impl Plugin {
                 let _ = tx.send(Inbound::Closed);
             }
         });
-        Ok(Plugin { out, routes })
+        Ok(Plugin {
+            out,
+            routes,
+            writer: Rc::new(RefCell::new(Some(writer))),
+        })
+    }
+
+    /// Sends what is queued (every `leave`, so rtcd does not wait for the sessions to time out)
+    /// and closes the WebSocket. Call once every other clone is gone.
+    pub async fn close(self) {
+        let writer = self.writer.borrow_mut().take();
+        drop(self);
+        if let Some(w) = writer {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
     }
 
     /// Joins a session; what rtcd says to it arrives on the returned channel.

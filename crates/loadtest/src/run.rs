@@ -367,8 +367,9 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
             Err(e) => ctx.live.error(format!("participant task failed: {e}")),
         }
     }
-    // Give the plugin socket a moment to carry the leaves out.
-    tokio::task::yield_now().await;
+    if let Some(p) = plugin {
+        p.close().await;
+    }
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

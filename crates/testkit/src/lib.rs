@@ -180,6 +180,24 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM, then waits up to `limit`; a process still running then is killed (SIGKILL) and
+    /// reported as an error instead of a panic, for callers that must keep their results.
+    pub fn stop_within(mut self, limit: Duration) -> Result<Option<i32>, String> {
+        self.terminate();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Ok(st.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let name = self.name;
+        self.kill9();
+        Err(format!(
+            "{name} did not exit within {limit:?} of SIGTERM: killed"
+        ))
+    }
+
     /// SIGKILL (as `kill -9`), then reaps.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

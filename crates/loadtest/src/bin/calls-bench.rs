@@ -130,7 +130,15 @@ fn real_main(a: Args) -> Result<(), String> {
             row.unmuted,
             row.screen
         );
-        let m = bench_rtcd(&ns, &rtcd, work.path(), row, &media_dir, duration)?;
+        let m = bench_rtcd(
+            &ns,
+            &rtcd,
+            work.path(),
+            row,
+            &media_dir,
+            duration,
+            &mut report.notes,
+        )?;
         eprintln!("{}", summary(&m));
         report.rows.push(m);
         if with_janus {
@@ -277,6 +285,7 @@ fn bench_rtcd(
     row: &Row,
     media_dir: &Path,
     duration: f64,
+    notes: &mut Vec<String>,
 ) -> Result<Measured, String> {
     let dir = work.join(format!("rtcd-{}", row.name));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -303,8 +312,11 @@ fn bench_rtcd(
         },
     };
     let cfg = load_config(target, row, media_dir, duration);
-    let res = measure(ns, d.pid(), cfg, Some("rtcd_rtc_udp_datagrams_sent_total"));
-    d.stop();
+    let res = measure(ns, d.pid(), cfg, Some(calls_sfu::metrics::UDP_SENT));
+    if let Err(e) = d.stop_within(Duration::from_secs(30)) {
+        eprintln!("  {e}");
+        notes.push(format!("row {}: {e}", row.name));
+    }
     let (load, before, after, sent) = res?;
     Ok(Measured::new(
         "rtcd",
