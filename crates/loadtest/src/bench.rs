@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// One load shape, as in Mattermost's published ceiling table (scaled where this machine's one
 /// SFU core cannot carry the original).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Row {
     pub name: String,
     /// What the row corresponds to in the published table.
@@ -56,7 +56,7 @@ impl Row {
 }
 
 /// CPU (user + system, seconds) and memory of a process, from `/proc`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct ProcSample {
     pub cpu_seconds: f64,
     pub rss_mb: f64,
@@ -91,7 +91,7 @@ pub fn sample_proc(pid: u32) -> Result<ProcSample, String> {
 }
 
 /// One row measured on one SFU.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Measured {
     pub sfu: String,
     pub row: Row,
@@ -143,7 +143,7 @@ impl Measured {
 }
 
 /// Everything one harness run produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     pub date: String,
     pub machine: String,
@@ -152,6 +152,17 @@ pub struct Report {
     pub ceiling_200: Option<f64>,
     pub ceiling_1200: Option<f64>,
     pub notes: Vec<String>,
+}
+
+/// The p99 join-to-audio cell: participants that never heard anyone count as infinitely late,
+/// so a p99 among them is shown as such rather than as a number.
+fn p99(l: &LoadResult) -> String {
+    let p = l.join_to_first_audio.p99_ms;
+    if p >= 3_600_000.0 {
+        "never (some)".into()
+    } else {
+        format!("{p:.0} ms")
+    }
 }
 
 fn find<'a>(rows: &'a [Measured], sfu: &str, name: &str) -> Option<&'a Measured> {
@@ -185,14 +196,14 @@ impl Report {
             let l = &m.load;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {}/{} | {:.0} ms | {:.1}% | {:.1} MB | {:.0} | {:.0} | {:.2} | {:.0} | {:.3}% | {:.0}% |",
+                "| {} | {} | {} | {} | {}/{} | {} | {:.1}% | {:.1} MB | {:.0} | {:.0} | {:.2} | {:.0} | {:.3}% | {:.0}% |",
                 m.sfu,
                 m.row.name,
                 m.row.published,
                 m.row.total(),
                 l.hearing_all,
                 l.listeners,
-                l.join_to_first_audio.p99_ms,
+                p99(l),
                 m.sfu_cpu_share * 100.0,
                 m.sfu_rss_mb,
                 m.forwarded_pps,

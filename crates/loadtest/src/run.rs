@@ -93,7 +93,7 @@ pub enum Phase {
     SteadyEnd,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: usize,
     pub p50_ms: f64,
@@ -123,7 +123,7 @@ impl Percentiles {
 }
 
 /// Counters over the steady phase.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Steady {
     pub seconds: f64,
     pub rx_packets: u64,
@@ -137,7 +137,7 @@ pub struct Steady {
     pub loadgen_cpu_share: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LoadResult {
     pub target: String,
     pub calls: usize,

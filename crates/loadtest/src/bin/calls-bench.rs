@@ -34,6 +34,9 @@ struct Args {
     /// Only the rows whose name contains this text.
     #[arg(long)]
     only: Option<String>,
+    /// Only render the report (Markdown and plots) again from this results.json.
+    #[arg(long)]
+    render: Option<PathBuf>,
     /// Seconds of each row's measured phase.
     #[arg(long, default_value_t = 15.0)]
     duration: f64,
@@ -75,6 +78,12 @@ fn exe_dir() -> PathBuf {
 }
 
 fn real_main(a: Args) -> Result<(), String> {
+    if let Some(json) = &a.render {
+        let data = std::fs::read(json).map_err(|e| format!("{}: {e}", json.display()))?;
+        let report: Report = serde_json::from_slice(&data)
+            .map_err(|e| format!("{}: not a calls-bench result: {e}", json.display()))?;
+        return write_report(&report, &a.out);
+    }
     // SAFETY: geteuid has no memory effects.
     if unsafe { libc::geteuid() } != 0 {
         return Err("needs root: it creates a network namespace (run it with sudo)".into());
@@ -158,13 +167,16 @@ fn real_main(a: Args) -> Result<(), String> {
     report.ceiling_200 = ceiling(&ns, 200, a.quick);
     report.ceiling_1200 = ceiling(&ns, 1200, a.quick);
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    let write = |name: &str, data: &str| {
-        std::fs::write(a.out.join(name), data).map_err(|e| format!("{name}: {e}"))
-    };
-    write("results.json", &json)?;
-    write("report.md", &report.markdown())?;
-    report.plots(&a.out)?;
-    eprintln!("report: {}", a.out.join("report.md").display());
+    std::fs::write(a.out.join("results.json"), json).map_err(|e| format!("results.json: {e}"))?;
+    write_report(&report, &a.out)
+}
+
+fn write_report(report: &Report, out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(out.join("report.md"), report.markdown())
+        .map_err(|e| format!("report.md: {e}"))?;
+    report.plots(out)?;
+    eprintln!("report: {}", out.join("report.md").display());
     Ok(())
 }
 
