@@ -522,19 +522,22 @@ async fn restart_reconciles_jobs_that_ended_or_kept_running_meanwhile() {
             json!({"sleep_sec": sleep, "exit_code": exit}),
         )
     };
-    let ended_ok = o.create(&create(1, 0)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ended_bad = o.create(&create(1, 4)).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let still_running = o.create(&create(10, 0)).await.json()["id"]
+    // The short jobs must outlive the other creations and the stop (a busy machine takes a
+    // second or more per creation): were one to end while the offloader is still up, its
+    // watcher would clean it up and there would be nothing to reconcile.
+    let ended_ok = o.create(&create(5, 0)).await.json()["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let volume_ok = data_volume(&container(&d, &ended_ok).await.unwrap());
+    let ended_bad = o.create(&create(5, 4)).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let still_running = o.create(&create(12, 0)).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Stop the offloader at once: its watchers go away, the jobs keep running.
     assert_eq!(o.stop(), Some(0));
     assert!(container(&d, &still_running).await.is_some());
