@@ -3,8 +3,8 @@
 //! `leave` messages. Any rtcd-compatible server (ours or Mattermost's) can be driven this way,
 //! without a Mattermost server in front.
 
-use base64::Engine;
 use calls_proto::{ClientMessage, JoinData, RtcMessage, RtcMessageType};
+use calls_testkit::basic;
 use futures_util::{SinkExt, StreamExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,11 +30,6 @@ pub struct Credentials {
     pub auth_key: String,
     /// rtcd's `admin_secret_key`, when registration needs the admin (self-registration off).
     pub admin_secret: Option<String>,
-}
-
-fn basic(id: &str, key: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{key}"));
-    format!("Basic {b64}")
 }
 
 /// Registers the client (`POST /register`); an already registered client is fine.

@@ -235,10 +235,9 @@ fn measure(
     cfg: LoadConfig,
     sent: Option<&'static str>,
 ) -> Result<(run::LoadResult, ProcSample, ProcSample, Option<f64>), String> {
-    let ns_path = format!("/var/run/netns/{}", ns.0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            enter_netns(&ns_path)?;
+            enter_netns(ns)?;
             calls_loadtest::affinity::pin(LOAD_CORE)?;
             let mut samples = Vec::new();
             let mut counters = Vec::new();
@@ -263,14 +262,9 @@ fn measure(
     })
 }
 
-fn enter_netns(path: &str) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    // SAFETY: setns on a valid namespace fd only changes this thread's network namespace.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+/// Moves the calling thread into the harness's namespace.
+fn enter_netns(ns: &NetNs) -> Result<(), String> {
+    calls_loadtest::janus::enter_netns(&ns.0).map_err(|e| format!("setns {}: {e}", ns.0))
 }
 
 /// The sum of a counter's series on rtcd's `/metrics` (inside the namespace).
@@ -389,10 +383,9 @@ fn bench_janus(
 
 /// Waits until something accepts on `127.0.0.1:port` inside the namespace.
 fn wait_port(ns: &NetNs, port: u16) -> Result<(), String> {
-    let ns_path = format!("/var/run/netns/{}", ns.0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            enter_netns(&ns_path)?;
+            enter_netns(ns)?;
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while std::time::Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
