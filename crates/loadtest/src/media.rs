@@ -65,7 +65,7 @@ impl Clip {
 
 /// Where the sample media lives: `$CALLS_TESTDATA`, else the first `shared/testdata` found
 /// beside the repository, the working directory or the executable, walking up (the project's
-/// checkout sits next to `shared/`).
+/// checkout sits next to `shared/`), else `/work/shared/testdata`.
 pub fn testdata_dir() -> Result<PathBuf, String> {
     if let Some(d) = std::env::var_os("CALLS_TESTDATA") {
         return Ok(PathBuf::from(d));
@@ -83,6 +83,9 @@ pub fn testdata_dir() -> Result<PathBuf, String> {
                 .map(|a| a.join("shared/testdata"))
                 .collect::<Vec<_>>()
         })
+        // Last, where this project's machines keep it, for checkouts made elsewhere (a CI
+        // clone in /tmp has no `shared/` beside it).
+        .chain([PathBuf::from("/work/shared/testdata")])
         .find(|d| d.join("speech_0.ogg").is_file())
         .ok_or_else(|| {
             "sample media not found: set CALLS_TESTDATA to the directory holding speech_0.ogg"
