@@ -105,18 +105,33 @@ where
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (the signals systemd and `docker stop` send).
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM (the signals systemd and `docker stop` send), listened for from start-up
+/// on. tokio reports only the signals that arrive while a listener exists, and its handler stays
+/// installed, so a listener made afresh after the first signal would miss a second one sent
+/// meanwhile (the daemon would then neither stop nor die). One listener for the whole run keeps
+/// every signal: each one not yet taken is returned by the next [`ShutdownSignals::recv`].
+pub struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the listeners; call it before saying the daemon is up. Needs a tokio runtime.
+    pub fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen =
+            |kind, name| signal(kind).map_err(|e| format!("cannot listen for {name}: {e}"));
+        Ok(Self {
+            term: listen(SignalKind::terminate(), "SIGTERM")?,
+            int: listen(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM (or at once for one already received).
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

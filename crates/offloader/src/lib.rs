@@ -134,6 +134,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let mut signals = calls_core::daemon::ShutdownSignals::install()?;
     tracing::info!(address = %local, tls = cfg.api.http.tls.enable, "api server listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(calls_core::http::serve(
@@ -145,7 +146,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         },
     ));
     tokio::select! {
-        _ = calls_core::daemon::shutdown_signal() => {}
+        _ = signals.recv() => {}
         res = &mut server => {
             return match res {
                 Ok(Ok(())) => Err("api server stopped unexpectedly".into()),

@@ -66,6 +66,7 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let mut signals = calls_core::daemon::ShutdownSignals::install()?;
     tracing::info!(address = %local, tls = cfg.api.http.tls.enable, "api server listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(calls_core::http::serve(
@@ -77,8 +78,8 @@ pub async fn run(cfg: config::Config) -> Result<(), String> {
         },
     ));
 
-    calls_core::daemon::shutdown_signal().await;
-    drain(&control).await;
+    signals.recv().await;
+    drain(&control, &mut signals).await;
     tracing::info!("rtcd: shutting down");
     // Close every session first, so the plugin gets a `close` for each; then let the connection
     // tasks write what they have queued (they end once the control task drops their queues).
@@ -104,7 +105,10 @@ pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300)
 /// Draining, as rtcd's `Stop()`: wait until every session has ended on its own (new joins are
 /// still served meanwhile), so that a rolling restart does not cut calls. rtcd waits forever;
 /// here the wait is bounded by [`DRAIN_LIMIT`], and a second SIGTERM/SIGINT stops at once.
-async fn drain(control: &service::ControlHandle) {
+async fn drain(
+    control: &service::ControlHandle,
+    signals: &mut calls_core::daemon::ShutdownSignals,
+) {
     let n = control.session_count().await;
     if n == 0 {
         return;
@@ -116,11 +120,9 @@ async fn drain(control: &service::ControlHandle) {
     );
     let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
     let mut check = tokio::time::interval(std::time::Duration::from_millis(250));
-    let second = calls_core::daemon::shutdown_signal();
-    tokio::pin!(second);
     loop {
         tokio::select! {
-            _ = &mut second => {
+            _ = signals.recv() => {
                 tracing::info!("rtcd: second signal: closing the remaining sessions now");
                 return;
             }

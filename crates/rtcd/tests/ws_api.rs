@@ -372,6 +372,22 @@ async fn sigterm_drains_and_a_second_signal_closes_everything() {
     assert_eq!(r.wait_exit(), Some(0));
 }
 
+/// Two signals sent back to back (an impatient admin, `systemctl stop` after `kill`): the second
+/// must not be lost while the first is being handled, or the daemon would drain for minutes.
+#[tokio::test]
+async fn two_signals_back_to_back_stop_at_once() {
+    let (_d, r) = setup(&[]).await;
+    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
+    hello(&mut ws).await;
+    send(&mut ws, &join("call1", "q1")).await;
+    send(&mut ws, &offer("q1")).await;
+    r.wait_log("\"session_id\":\"q1\"", T).await;
+    r.terminate();
+    r.terminate();
+    assert_eq!(recv(&mut ws, T).await, close("q1"));
+    assert_eq!(r.wait_exit(), Some(0));
+}
+
 #[tokio::test]
 async fn draining_ends_by_itself_when_the_last_call_ends() {
     let (_d, r) = setup(&[]).await;

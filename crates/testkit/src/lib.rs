@@ -226,6 +226,15 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failed test shows what the daemon said last (CI keeps only the test's output).
+        if std::thread::panicking() {
+            let g = self.lines.0.lock().unwrap_or_else(|e| e.into_inner());
+            let tail = &g[g.len().saturating_sub(60)..];
+            eprintln!("--- last {} lines of {}'s log ---", tail.len(), self.name);
+            for l in tail {
+                eprintln!("{}| {l}", self.name);
+            }
+        }
     }
 }
 
