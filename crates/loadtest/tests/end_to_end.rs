@@ -77,7 +77,9 @@ fn participants_hear_every_speaker_and_see_the_screen() {
     // 2 calls × (2 speakers × 3 listeners) × 50 packets/s of audio, plus video: at least the audio.
     let pps = r["steady"]["rx_pps"].as_f64().unwrap();
     assert!(pps > 500.0, "{r}");
-    assert!(r["loss_ratio"].as_f64().unwrap() < 0.01, "{r}");
+    // Loopback loses nothing and neither may the SFU: a bound above zero hid a shell bug that
+    // dropped every 17th queued batch of datagrams (about 1.5 % of the screen video here).
+    assert_eq!(r["lost"], 0, "{r}");
     assert!(
         r["join_to_first_audio"]["p99_ms"].as_f64().unwrap() < 5000.0,
         "{r}"
