@@ -29,6 +29,12 @@ use tokio::sync::mpsc;
 /// Ingress messages (UDP batches, TCP frames) handled per round before output is flushed.
 const INGRESS_ROUND: usize = 16;
 
+/// Ingress messages a shard may have waiting. A UDP batch is up to 64 KB, so this bounds an
+/// overloaded shard's backlog to about 16 MB; beyond it datagrams wait in the socket buffer and
+/// the kernel drops what does not fit, as it would for any UDP receiver. (At 4096 a saturated
+/// shard held a quarter of a gigabyte of stale media, and forwarded it late.)
+const INGRESS_QUEUE: usize = 256;
+
 /// Frames queued for one ICE-TCP connection before further ones are dropped.
 const TCP_QUEUE: usize = 1024;
 
@@ -197,7 +203,7 @@ impl Shell {
         let mut ingress_txs = Vec::new();
         let mut ingress_rxs = Vec::new();
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel::<Ingress>(4096);
+            let (tx, rx) = mpsc::channel::<Ingress>(INGRESS_QUEUE);
             ingress_txs.push(tx);
             ingress_rxs.push(rx);
         }
