@@ -135,3 +135,31 @@ impl ShutdownSignals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sigterm_self() {
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success());
+    }
+
+    /// A signal that arrives while nothing awaits `recv` (the daemon busy handling the first one)
+    /// is still returned by the next `recv`. (nextest runs each test in its own process, and the
+    /// listener's handler keeps SIGTERM from ending it.)
+    #[tokio::test]
+    async fn a_signal_sent_between_receives_is_not_lost() {
+        let mut signals = ShutdownSignals::install().unwrap();
+        for n in ["first", "second"] {
+            sigterm_self();
+            tokio::time::timeout(Duration::from_secs(10), signals.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the {n} SIGTERM was not reported"));
+        }
+    }
+}
