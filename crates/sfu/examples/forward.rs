@@ -22,6 +22,7 @@
 use calls_proto::dc::DcMessage;
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
+use calls_sfu::core::{unzlib, zlib};
 use calls_sfu::{Sfu, SfuConfig, SfuOutput};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -70,22 +71,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn zlib(d: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(d).unwrap();
-    e.finish().unwrap()
-}
-
-fn unzlib(d: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(d)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
 
 fn session_config(sid: &str) -> SessionConfig {
@@ -279,7 +264,8 @@ impl Net {
                         let Ok(DcMessage::Sdp(z)) = DcMessage::decode(&d.data) else {
                             continue;
                         };
-                        let v: serde_json::Value = serde_json::from_slice(&unzlib(&z)).unwrap();
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&unzlib(&z).unwrap()).unwrap();
                         let sdp = v["sdp"].as_str().unwrap();
                         if v["type"] == "offer" {
                             let offer = SdpOffer::from_sdp_string(sdp).unwrap();

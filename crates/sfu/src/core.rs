@@ -250,7 +250,8 @@ fn sdp_json(kind: &str, sdp: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "type": kind, "sdp": sdp })).unwrap_or_default()
 }
 
-fn zlib(data: &[u8]) -> Vec<u8> {
+/// Deflates an SDP's JSON for the data channel (`DcMessage::Sdp` carries it zlib-compressed).
+pub fn zlib(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     let _ = e.write_all(data);
@@ -258,7 +259,7 @@ fn zlib(data: &[u8]) -> Vec<u8> {
 }
 
 /// Inflates an SDP from the data channel, refusing more than 1 MiB of output.
-fn unzlib(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn unzlib(data: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut out = Vec::new();
     flate2::read::ZlibDecoder::new(data)

@@ -5,6 +5,7 @@
 use calls_proto::dc::DcMessage;
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
+use calls_sfu::core::{unzlib, zlib};
 use calls_sfu::{Sfu, SfuConfig, SfuOutput};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,22 +17,6 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 const SFU: &str = "10.0.0.1:8443";
-
-fn zlib(d: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(d).unwrap();
-    e.finish().unwrap()
-}
-
-fn unzlib(d: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(d)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
 
 struct Client {
     sid: String,
@@ -233,7 +218,7 @@ impl Net {
                                 let m = DcMessage::decode(&d.data).unwrap();
                                 if let DcMessage::Sdp(z) = &m {
                                     let v: serde_json::Value =
-                                        serde_json::from_slice(&unzlib(z)).unwrap();
+                                        serde_json::from_slice(&unzlib(z).unwrap()).unwrap();
                                     let sdp = v["sdp"].as_str().unwrap();
                                     if v["type"] == "offer" && c.ignore_offers {
                                         c.dc_in.push(m);
