@@ -41,6 +41,21 @@ async fn setup(env: &[(&str, &str)]) -> (tempfile::TempDir, Rtcd) {
     (dir, r)
 }
 
+/// rtcd with one plugin connection and these sessions joined to `call1`, each with its offer in
+/// and the last one's media session up: a call in progress, for the shutdown tests.
+async fn call_in_progress(sids: &[&str]) -> (tempfile::TempDir, Rtcd, Ws) {
+    let (d, r) = setup(&[]).await;
+    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
+    hello(&mut ws).await;
+    for sid in sids {
+        send(&mut ws, &join("call1", sid)).await;
+        send(&mut ws, &offer(sid)).await;
+    }
+    let last = sids.last().expect("a session");
+    r.wait_log(&format!("\"session_id\":\"{last}\""), T).await;
+    (d, r, ws)
+}
+
 #[tokio::test]
 async fn hello_join_sessions_leave_close() {
     let (_d, r) = setup(&[]).await;
@@ -348,15 +363,7 @@ async fn a_stalled_connection_does_not_delay_others() {
 
 #[tokio::test]
 async fn sigterm_drains_and_a_second_signal_closes_everything() {
-    let (_d, r) = setup(&[]).await;
-    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
-    hello(&mut ws).await;
-    for sid in ["t1", "t2"] {
-        send(&mut ws, &join("call1", sid)).await;
-        send(&mut ws, &offer(sid)).await;
-    }
-    let mark = r.log_mark();
-    r.wait_log_from(mark, "\"session_id\":\"t2\"", T).await;
+    let (_d, r, mut ws) = call_in_progress(&["t1", "t2"]).await;
     let mark = r.log_mark();
     r.terminate();
     r.wait_log_from(mark, "draining", T).await;
@@ -376,12 +383,7 @@ async fn sigterm_drains_and_a_second_signal_closes_everything() {
 /// must not be lost while the first is being handled, or the daemon would drain for minutes.
 #[tokio::test]
 async fn two_signals_back_to_back_stop_at_once() {
-    let (_d, r) = setup(&[]).await;
-    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
-    hello(&mut ws).await;
-    send(&mut ws, &join("call1", "q1")).await;
-    send(&mut ws, &offer("q1")).await;
-    r.wait_log("\"session_id\":\"q1\"", T).await;
+    let (_d, r, mut ws) = call_in_progress(&["q1"]).await;
     r.terminate();
     r.terminate();
     assert_eq!(recv(&mut ws, T).await, close("q1"));
@@ -390,12 +392,7 @@ async fn two_signals_back_to_back_stop_at_once() {
 
 #[tokio::test]
 async fn draining_ends_by_itself_when_the_last_call_ends() {
-    let (_d, r) = setup(&[]).await;
-    let mut ws = ws_connect(&r, &basic("clientA", KEY)).await.unwrap();
-    hello(&mut ws).await;
-    send(&mut ws, &join("call1", "d1")).await;
-    send(&mut ws, &offer("d1")).await;
-    r.wait_log("\"session_id\":\"d1\"", T).await;
+    let (_d, r, mut ws) = call_in_progress(&["d1"]).await;
     let mark = r.log_mark();
     r.terminate();
     r.wait_log_from(mark, "draining", T).await;
