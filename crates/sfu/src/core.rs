@@ -17,7 +17,6 @@ use calls_proto::dc::{DcMessage, TrackInfo};
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
@@ -91,27 +90,8 @@ type CallKey = u64;
 
 /// A map keyed by the core's own numbers (peers, calls). The packet path looks a peer up once
 /// per receiver per packet; SipHash's resistance to chosen keys buys nothing for numbers the
-/// core hands out itself, so these use a multiplicative (Fx) hash.
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+/// core hands out itself, so these use the Fx hash.
+type IdMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// A publisher's incoming track.
 #[derive(Debug, Clone)]
