@@ -39,6 +39,11 @@ pub const CLIENT_LOCK_LIMIT: Duration = Duration::from_secs(10);
 /// Rounds of due timers one `handle_timeout` call runs at most.
 const TIMEOUT_ROUNDS: usize = 16;
 
+/// Incoming packets forwarded per step of `poll_output`. A step drives each receiver once for
+/// all of them; more per step saves little once a receiver takes a few, and each step's output
+/// (up to this many packets per receiver) sits in memory until the shell sends it.
+const FLUSH_CHUNK: usize = 8;
+
 /// How long an audio-only peer's "immediate" pacer timeout may wait. str0m's pacer asks for a
 /// pass right after every packet it releases, only to reopen its gate for the next one; the
 /// core gives every receiver a pass of its own whenever it writes to it, so for audio (which is
@@ -220,8 +225,11 @@ pub struct Sfu {
     /// (group, call ID) → call number, and the last number given out.
     call_keys: HashMap<(String, String), CallKey>,
     next_call: CallKey,
-    /// Receivers written to during a flush, each driven once afterwards (reused buffer).
+    /// Receivers written to during a flush, once per packet, each driven afterwards (reused
+    /// buffer).
     touched: Vec<PeerId>,
+    /// When the last datagram was handled: the time its pending forwards are sent at.
+    last_input: Option<Instant>,
     /// When a keyframe was last requested from a publisher's track layer.
     last_pli: HashMap<(PeerId, Mid, Option<Rid>), Instant>,
     timers: BTreeSet<(Instant, PeerId)>,
@@ -272,12 +280,25 @@ impl Sfu {
         }
     }
 
+    /// The next thing for the shell to do. Media forwarded from the datagrams handled since the
+    /// last call is sent now, at the time of the last of them, [`FLUSH_CHUNK`] packets at a
+    /// time: a shell that hands over a batch of datagrams before polling lets every receiver
+    /// take several packets in one go.
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        if self.out.is_empty()
+            && !self.forwards.is_empty()
+            && let Some(now) = self.last_input
+        {
+            self.flush_some(now, FLUSH_CHUNK);
+        }
         self.out.pop_front()
     }
 
     /// The earliest time [`Sfu::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.forwards.is_empty() {
+            return self.last_input; // media waiting for `poll_output`
+        }
         self.timers.first().map(|(t, _)| *t)
     }
 
@@ -582,7 +603,8 @@ impl Sfu {
         res
     }
 
-    /// A datagram (or TCP frame) that arrived on one of the SFU's sockets.
+    /// A datagram (or TCP frame) that arrived on one of the SFU's sockets. The media it carries
+    /// is forwarded by the next [`Sfu::poll_output`].
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -626,7 +648,8 @@ impl Sfu {
             tracing::debug!(session_id = peer.session_id(), error = %e, "dropping unusable datagram");
         }
         self.drive(id, now);
-        self.flush_forwards(now);
+        // What this datagram forwards waits for `poll_output`, with that of the rest of the batch.
+        self.last_input = Some(now);
     }
 
     /// Runs every peer whose timer is due.
@@ -1394,101 +1417,119 @@ impl Sfu {
 
     fn flush_forwards(&mut self, now: Instant) {
         while !self.forwards.is_empty() {
-            let batch = std::mem::take(&mut self.forwards);
-            let mut touched = std::mem::take(&mut self.touched);
-            for f in &batch {
-                let Some(p) = self.peers.get(&f.from) else {
+            self.flush_some(now, usize::MAX);
+        }
+    }
+
+    /// Forwards the oldest `limit` pending packets (and whatever that produces) to every
+    /// receiver.
+    fn flush_some(&mut self, now: Instant, limit: usize) {
+        let batch = if self.forwards.len() <= limit {
+            std::mem::take(&mut self.forwards)
+        } else {
+            let rest = self.forwards.split_off(limit);
+            std::mem::replace(&mut self.forwards, rest)
+        };
+        let mut touched = std::mem::take(&mut self.touched);
+        for f in &batch {
+            let Some(p) = self.peers.get(&f.from) else {
+                continue;
+            };
+            // The codec of the packet, to find each receiver's payload type for it.
+            let Some(codec) = p
+                .rtc
+                .codec_config()
+                .iter()
+                .find(|c| c.pt() == f.pkt.header.payload_type)
+                .map(|c| c.spec().codec)
+            else {
+                continue;
+            };
+            let call = p.call;
+            let audio = matches!(codec, str0m::format::Codec::Opus);
+            let key = TrackKey {
+                publisher: f.from,
+                mid: f.mid,
+            };
+            let Some(members) = self.calls.get(&call) else {
+                continue;
+            };
+            for &r in members {
+                if r == f.from {
+                    continue;
+                }
+                let Some(rp) = self.peers.get_mut(&r) else {
                     continue;
                 };
-                // The codec of the packet, to find each receiver's payload type for it.
-                let Some(codec) = p
-                    .rtc
-                    .codec_config()
+                let Some(out_mid) = rp
+                    .out
                     .iter()
-                    .find(|c| c.pt() == f.pkt.header.payload_type)
-                    .map(|c| c.spec().codec)
+                    .find(|o| {
+                        o.key == key
+                            && o.state == OutState::Open
+                            && (o.rid.is_none() || o.rid == f.rid)
+                    })
+                    .map(|o| o.mid)
                 else {
                     continue;
                 };
-                let call = p.call;
-                let audio = matches!(codec, str0m::format::Codec::Opus);
-                let key = TrackKey {
-                    publisher: f.from,
-                    mid: f.mid,
-                };
-                let Some(members) = self.calls.get(&call) else {
+                let Some(pt) = rp
+                    .rtc
+                    .codec_config()
+                    .iter()
+                    .find(|c| c.spec().codec == codec)
+                    .map(|c| c.pt())
+                else {
                     continue;
                 };
-                for &r in members {
-                    if r == f.from {
-                        continue;
-                    }
-                    let Some(rp) = self.peers.get_mut(&r) else {
-                        continue;
-                    };
-                    let Some(out_mid) = rp
-                        .out
-                        .iter()
-                        .find(|o| {
-                            o.key == key
-                                && o.state == OutState::Open
-                                && (o.rid.is_none() || o.rid == f.rid)
-                        })
-                        .map(|o| o.mid)
-                    else {
-                        continue;
-                    };
-                    let Some(pt) = rp
-                        .rtc
-                        .codec_config()
-                        .iter()
-                        .find(|c| c.spec().codec == codec)
-                        .map(|c| c.pt())
-                    else {
-                        continue;
-                    };
-                    let mut api = rp.rtc.direct_api();
-                    let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
-                        continue;
-                    };
-                    let w = RtpWrite::new(
-                        pt,
-                        f.pkt.seq_no,
-                        f.pkt.header.timestamp,
-                        now,
-                        f.pkt.payload.clone(),
-                    )
-                    .marker(f.pkt.header.marker);
-                    // Audio keeps the publisher's header extensions (audio level); video is sent
-                    // without them, as rtcd does. Video is kept for retransmission on NACK.
-                    let w = if audio {
-                        w.ext_vals(f.pkt.header.ext_vals.clone())
-                    } else {
-                        w.nackable(true)
-                    };
-                    tx.write_rtp(w);
-                    touched.push(r);
-                }
+                let mut api = rp.rtc.direct_api();
+                let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                    continue;
+                };
+                let w = RtpWrite::new(
+                    pt,
+                    f.pkt.seq_no,
+                    f.pkt.header.timestamp,
+                    now,
+                    f.pkt.payload.clone(),
+                )
+                .marker(f.pkt.header.marker);
+                // Audio keeps the publisher's header extensions (audio level); video is sent
+                // without them, as rtcd does. Video is kept for retransmission on NACK.
+                let w = if audio {
+                    w.ext_vals(f.pkt.header.ext_vals.clone())
+                } else {
+                    w.nackable(true)
+                };
+                tx.write_rtp(w);
+                touched.push(r);
             }
-            touched.sort_unstable();
-            touched.dedup();
-            for &r in &touched {
-                // str0m sends written media only after a timeout (its pacer takes a snapshot
-                // of the queues then). Polling first would only return "timeout now", walking
-                // the whole session for nothing; hand it the timeout straight away.
-                if let Some(rp) = self.peers.get_mut(&r) {
-                    let _ = rp.rtc.handle_input(Input::Timeout(now));
-                }
+        }
+        // Each receiver once, for all the packets written to it, while its state is in the
+        // cache: with a thousand receivers, fetching a session's state from memory costs
+        // more than sending the packet.
+        touched.sort_unstable();
+        for run in touched.chunk_by(|a, b| a == b) {
+            let r = run[0];
+            // str0m sends written media only after a timeout (its pacer takes a snapshot
+            // of the queues then), and its pacer lets one packet through per timeout.
+            // Polling first would only return "timeout now", walking the whole session for
+            // nothing; hand it the timeout straight away.
+            for _ in run {
+                let Some(rp) = self.peers.get_mut(&r) else {
+                    break;
+                };
+                let _ = rp.rtc.handle_input(Input::Timeout(now));
                 self.drive(r, now);
             }
-            touched.clear();
-            self.touched = touched;
-            // Keep the batch's capacity for the next round unless new packets already arrived.
-            let mut batch = batch;
-            batch.clear();
-            if self.forwards.is_empty() {
-                self.forwards = batch;
-            }
+        }
+        touched.clear();
+        self.touched = touched;
+        // Keep the batch's capacity for the next round unless new packets already arrived.
+        let mut batch = batch;
+        batch.clear();
+        if self.forwards.is_empty() {
+            self.forwards = batch;
         }
     }
 }

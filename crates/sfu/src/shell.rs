@@ -331,8 +331,7 @@ impl Shard {
         drop(peers);
         let mut sfu = Sfu::new(cfg);
         let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-        // Outgoing datagrams per local socket, flushed with sendmmsg after each round.
-        let mut egress: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>> = HashMap::new();
+        let mut egress = Egress::new(by_advertised);
         loop {
             let deadline = sfu.poll_timeout();
             tokio::select! {
@@ -398,10 +397,7 @@ impl Shard {
                         destination,
                         contents,
                         ..
-                    } => egress
-                        .entry(source)
-                        .or_default()
-                        .push((destination, contents)),
+                    } => egress.push(source, destination, contents),
                     SfuOutput::Signal(m) => {
                         tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
                         forward(&reports, Report::Signal(m))
@@ -414,27 +410,63 @@ impl Shard {
                     }
                 }
             }
-            for (source, queued) in egress.iter_mut().filter(|(_, q)| !q.is_empty()) {
-                if let Some(sock) = by_advertised.get(source) {
-                    let sent = match crate::udp::send(sock, queued.as_slice()) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "udp send failed");
-                            0
-                        }
-                    };
-                    if sent < queued.len() {
-                        tracing::debug!(
-                            dropped = queued.len() - sent,
-                            "udp send buffer full: datagrams dropped"
-                        );
-                        crate::metrics::udp_dropped(queued.len() - sent);
-                    }
-                    crate::metrics::udp_sent(sent);
-                }
-                queued.clear();
-            }
+            egress.flush();
         }
+    }
+}
+
+/// Datagrams waiting to leave, per local socket. They go with sendmmsg after each round, or as
+/// soon as a socket has [`EGRESS_BATCH`] of them: a round of a large call produces hundreds of
+/// thousands, which would otherwise all sit in memory (and then hit the socket buffers at once).
+struct Egress {
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    queued: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
+}
+
+/// Datagrams queued for one socket before they are sent without waiting for the round's end.
+const EGRESS_BATCH: usize = 1024;
+
+impl Egress {
+    fn new(sockets: HashMap<SocketAddr, Arc<UdpSocket>>) -> Self {
+        Self {
+            sockets,
+            queued: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
+        let q = self.queued.entry(source).or_default();
+        q.push((destination, contents));
+        if q.len() >= EGRESS_BATCH {
+            Self::send(self.sockets.get(&source), q);
+        }
+    }
+
+    fn flush(&mut self) {
+        for (source, q) in self.queued.iter_mut().filter(|(_, q)| !q.is_empty()) {
+            Self::send(self.sockets.get(source), q);
+        }
+    }
+
+    fn send(sock: Option<&Arc<UdpSocket>>, queued: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        if let Some(sock) = sock {
+            let sent = match crate::udp::send(sock, queued.as_slice()) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp send failed");
+                    0
+                }
+            };
+            if sent < queued.len() {
+                tracing::debug!(
+                    dropped = queued.len() - sent,
+                    "udp send buffer full: datagrams dropped"
+                );
+                crate::metrics::udp_dropped(queued.len() - sent);
+            }
+            crate::metrics::udp_sent(sent);
+        }
+        queued.clear();
     }
 }
 

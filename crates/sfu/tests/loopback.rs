@@ -86,11 +86,17 @@ fn cfg(sid: &str) -> SessionConfig {
 
 impl Net {
     fn new() -> Self {
+        Self::with_bwe(false)
+    }
+
+    /// With the SFU's bandwidth estimation on, as rtcd runs it (str0m then paces with its
+    /// leaky bucket, which lets one packet through per timeout).
+    fn with_bwe(bandwidth_estimation: bool) -> Self {
         let sfu = Sfu::new(SfuConfig {
             udp_candidates: vec![SFU.parse().unwrap()],
             tcp_candidates: vec![],
             nack_buffer_size: 0,
-            bandwidth_estimation: false,
+            bandwidth_estimation,
             ufrag_prefix: None,
         });
         Net {
@@ -627,6 +633,69 @@ fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
             net.now,
         )
         .unwrap();
+}
+
+#[test]
+fn a_burst_of_voice_reaches_every_receiver_at_once() {
+    // Datagrams handed over together are forwarded together: each receiver takes all of them
+    // in one pass, although str0m's pacer releases one packet per timeout (and its "immediate"
+    // timeout that would release the next waits 30 ms for an audio-only receiver).
+    let mut net = Net::with_bwe(true);
+    for (sid, addr) in [
+        ("A", "10.0.0.2:5000"),
+        ("B", "10.0.0.3:5000"),
+        ("C", "10.0.0.4:5000"),
+    ] {
+        net.join(sid, addr);
+    }
+    net.run(Duration::from_secs(3));
+    let mic = client_offer(&mut net, "A", |api| {
+        api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some("A".into()),
+            None,
+            None,
+        )
+    });
+    net.run(Duration::from_secs(1));
+    let count = |net: &mut Net, sid: &str, tag: u8| {
+        net.client(sid)
+            .media_in
+            .iter()
+            .filter(|(_, d)| d.iter().all(|x| *x == tag))
+            .count()
+    };
+    for round in 0..3u8 {
+        let tag = 10 + round;
+        let now = net.now;
+        let a = net.client("A");
+        let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
+        let mut burst = vec![];
+        for i in 0..3u64 {
+            let ts = MediaTime::from_90khz((u64::from(round) * 3 + i) * 1800);
+            let w = a.rtc.writer(mic).unwrap();
+            w.write(pt, now, ts, vec![tag; 40]).unwrap();
+            a.rtc.handle_input(Input::Timeout(now)).unwrap();
+            loop {
+                match a.rtc.poll_output().unwrap() {
+                    Output::Transmit(t) => burst.push(t),
+                    Output::Timeout(_) => break,
+                    Output::Event(_) => {}
+                }
+            }
+        }
+        // The three datagrams reach the SFU together, then its output is polled; no timer runs.
+        for t in &burst {
+            net.sfu
+                .handle_datagram(now, t.proto, t.source, t.destination, &t.contents);
+        }
+        net.pump();
+        for sid in ["B", "C"] {
+            assert_eq!(count(&mut net, sid, tag), 3, "{sid}, burst {round}");
+        }
+        net.run(Duration::from_millis(20));
+    }
 }
 
 /// Server offers for voice to B, while B misbehaves in `setup`.
