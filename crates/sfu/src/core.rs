@@ -1070,7 +1070,7 @@ impl Sfu {
                         proto: t.proto,
                         source: t.source,
                         destination: t.destination,
-                        contents: t.contents.to_vec(),
+                        contents: t.contents.into(),
                     }),
                     Ok(Output::Timeout(t)) => {
                         let mut t = t.max(now);

@@ -419,8 +419,9 @@ impl Shard {
 /// soon as a socket has [`EGRESS_BATCH`] of them: a round of a large call produces hundreds of
 /// thousands, which would otherwise all sit in memory (and then hit the socket buffers at once).
 struct Egress {
-    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
-    queued: HashMap<SocketAddr, Vec<(SocketAddr, Vec<u8>)>>,
+    /// Advertised address, its socket, and what waits to leave through it. A shard has one
+    /// socket per media address (usually one or two), so a scan beats hashing per datagram.
+    queues: Vec<(SocketAddr, Arc<UdpSocket>, Vec<(SocketAddr, Vec<u8>)>)>,
 }
 
 /// Datagrams queued for one socket before they are sent without waiting for the round's end.
@@ -429,43 +430,46 @@ const EGRESS_BATCH: usize = 1024;
 impl Egress {
     fn new(sockets: HashMap<SocketAddr, Arc<UdpSocket>>) -> Self {
         Self {
-            sockets,
-            queued: HashMap::new(),
+            queues: sockets
+                .into_iter()
+                .map(|(a, s)| (a, s, Vec::new()))
+                .collect(),
         }
     }
 
     fn push(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
-        let q = self.queued.entry(source).or_default();
+        let Some((_, sock, q)) = self.queues.iter_mut().find(|(a, _, _)| *a == source) else {
+            tracing::debug!(%source, "no socket for datagram");
+            return;
+        };
         q.push((destination, contents));
         if q.len() >= EGRESS_BATCH {
-            Self::send(self.sockets.get(&source), q);
+            Self::send(sock, q);
         }
     }
 
     fn flush(&mut self) {
-        for (source, q) in self.queued.iter_mut().filter(|(_, q)| !q.is_empty()) {
-            Self::send(self.sockets.get(source), q);
+        for (_, sock, q) in self.queues.iter_mut().filter(|(_, _, q)| !q.is_empty()) {
+            Self::send(sock, q);
         }
     }
 
-    fn send(sock: Option<&Arc<UdpSocket>>, queued: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        if let Some(sock) = sock {
-            let sent = match crate::udp::send(sock, queued.as_slice()) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp send failed");
-                    0
-                }
-            };
-            if sent < queued.len() {
-                tracing::debug!(
-                    dropped = queued.len() - sent,
-                    "udp send buffer full: datagrams dropped"
-                );
-                crate::metrics::udp_dropped(queued.len() - sent);
+    fn send(sock: &UdpSocket, queued: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        let sent = match crate::udp::send(sock, queued.as_slice()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp send failed");
+                0
             }
-            crate::metrics::udp_sent(sent);
+        };
+        if sent < queued.len() {
+            tracing::debug!(
+                dropped = queued.len() - sent,
+                "udp send buffer full: datagrams dropped"
+            );
+            crate::metrics::udp_dropped(queued.len() - sent);
         }
+        crate::metrics::udp_sent(sent);
         queued.clear();
     }
 }
