@@ -421,8 +421,11 @@ impl Shard {
 struct Egress {
     /// Advertised address, its socket, and what waits to leave through it. A shard has one
     /// socket per media address (usually one or two), so a scan beats hashing per datagram.
-    queues: Vec<(SocketAddr, Arc<UdpSocket>, Vec<(SocketAddr, Vec<u8>)>)>,
+    queues: Vec<(SocketAddr, Arc<UdpSocket>, Vec<Datagram>)>,
 }
+
+/// Destination and contents.
+type Datagram = (SocketAddr, Vec<u8>);
 
 /// Datagrams queued for one socket before they are sent without waiting for the round's end.
 const EGRESS_BATCH: usize = 1024;
@@ -454,7 +457,7 @@ impl Egress {
         }
     }
 
-    fn send(sock: &UdpSocket, queued: &mut Vec<(SocketAddr, Vec<u8>)>) {
+    fn send(sock: &UdpSocket, queued: &mut Vec<Datagram>) {
         let sent = match crate::udp::send(sock, queued.as_slice()) {
             Ok(n) => n,
             Err(e) => {
