@@ -5,7 +5,8 @@
 //! client's offers, runs the `calls-dc` data-channel protocol, makes the server's own offers when
 //! tracks come and go, and forwards RTP from each publisher to every other session of its call.
 //! It takes inputs with the current time and queues [`SfuOutput`]s; it has no sockets and reads
-//! no clock.
+//! no clock. Media is forwarded when the shell polls, so the datagrams of one round go out
+//! together: each receiver's session is driven once for all the packets it gets.
 //!
 //! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
 //! the controlling agent. As a lite agent it never sends connectivity checks, so it cannot meet
