@@ -518,15 +518,7 @@ fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
             net.now,
         )
         .unwrap();
-    let screen = client_offer(&mut net, "A", |api| {
-        api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some("scrA".into()),
-            None,
-            None,
-        )
-    });
+    let screen = publish(&mut net, "A", MediaKind::Video, "scrA");
     net.run(Duration::from_secs(1));
     for v in &viewers {
         let c = net.client(v);
@@ -649,15 +641,7 @@ fn a_burst_of_voice_reaches_every_receiver_at_once() {
         net.join(sid, addr);
     }
     net.run(Duration::from_secs(3));
-    let mic = client_offer(&mut net, "A", |api| {
-        api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some("A".into()),
-            None,
-            None,
-        )
-    });
+    let mic = publish_voice(&mut net);
     net.run(Duration::from_secs(1));
     let count = |net: &mut Net, sid: &str, tag: u8| {
         net.client(sid)
@@ -699,16 +683,15 @@ fn a_burst_of_voice_reaches_every_receiver_at_once() {
 }
 
 /// Server offers for voice to B, while B misbehaves in `setup`.
-fn publish_voice(net: &mut Net) {
-    client_offer(net, "A", |api| {
-        api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some("A".into()),
-            None,
-            None,
-        )
-    });
+fn publish_voice(net: &mut Net) -> Mid {
+    publish(net, "A", MediaKind::Audio, "A")
+}
+
+/// `sid` adds a sendonly track under MediaStream `stream` and offers it over the data channel.
+fn publish(net: &mut Net, sid: &str, kind: MediaKind, stream: &str) -> Mid {
+    client_offer(net, sid, |api| {
+        api.add_media(kind, Direction::SendOnly, Some(stream.into()), None, None)
+    })
 }
 
 fn offers_seen(c: &Client) -> usize {
