@@ -55,3 +55,11 @@ pub fn udp_sent(n: usize) {
 pub fn udp_dropped(n: usize) {
     counter!(UDP_DROPPED).increment(n as u64);
 }
+
+/// Received media datagrams dropped because their shard's queue was full (the media plane is
+/// overloaded). Not an rtcd series.
+pub const UDP_INGRESS_DROPPED: &str = "rtcd_rtc_udp_ingress_dropped_total";
+
+pub fn ingress_dropped(n: usize) {
+    counter!(UDP_INGRESS_DROPPED).increment(n as u64);
+}

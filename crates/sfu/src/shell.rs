@@ -1,5 +1,7 @@
-//! The I/O shell around the SFU core: UDP sockets, a clock and channels. It owns no policy:
-//! datagrams and commands go into [`Sfu`], and what comes out is written to sockets or reported.
+//! The I/O shell around the SFU core: UDP sockets, a clock and channels. Datagrams and commands
+//! go into [`Sfu`], and what comes out is written to sockets or reported. Its one policy is for
+//! overload: handshake and signaling datagrams (STUN, DTLS) have a queue of their own that is
+//! served first, and media is shed when its queue is full, so joins do not wait behind media.
 //!
 //! Sharded by call across cores: each shard is a thread with its own core ([`Sfu`]) and, for
 //! every local address on the media port (one per address, as rtcd needs the address a packet
@@ -29,11 +31,16 @@ use tokio::sync::mpsc;
 /// Ingress messages (UDP batches, TCP frames) handled per round before output is flushed.
 const INGRESS_ROUND: usize = 16;
 
-/// Ingress messages a shard may have waiting. A UDP batch is up to 64 KB, so this bounds an
-/// overloaded shard's backlog to about 16 MB; beyond it datagrams wait in the socket buffer and
-/// the kernel drops what does not fit, as it would for any UDP receiver. (At 4096 a saturated
-/// shard held a quarter of a gigabyte of stale media, and forwarded it late.)
+/// Media ingress messages a shard may have waiting. A UDP batch is up to 64 KB, so this bounds an
+/// overloaded shard's backlog to about 16 MB; beyond it the readers shed media batches (see
+/// `read_loop`). (At 4096 a saturated shard held a quarter of a gigabyte of stale media, and
+/// forwarded it late.)
 const INGRESS_QUEUE: usize = 256;
+
+/// Handshake and signaling datagrams (STUN, DTLS, SCTP over DTLS) a shard may have waiting. They
+/// have a queue of their own, served before media, so that joins and data-channel signaling are
+/// not stuck behind a media backlog when the shard is overloaded.
+const CONTROL_QUEUE: usize = 1024;
 
 /// Frames queued for one ICE-TCP connection before further ones are dropped.
 const TCP_QUEUE: usize = 1024;
@@ -202,10 +209,15 @@ impl Shell {
         };
         let mut ingress_txs = Vec::new();
         let mut ingress_rxs = Vec::new();
+        let mut control_txs = Vec::new();
+        let mut control_rxs = Vec::new();
         for _ in 0..n {
             let (tx, rx) = mpsc::channel::<Ingress>(INGRESS_QUEUE);
             ingress_txs.push(tx);
             ingress_rxs.push(rx);
+            let (tx, rx) = mpsc::channel::<Ingress>(CONTROL_QUEUE);
+            control_txs.push(tx);
+            control_rxs.push(rx);
         }
         let (shard_reports, mut shard_reports_rx) = mpsc::channel::<Report>(2000);
         let mut shard_cmds = Vec::new();
@@ -216,7 +228,8 @@ impl Shell {
                 sockets[k].push((e, sock));
             }
         }
-        for (k, (socks, ingress)) in sockets.into_iter().zip(ingress_rxs).enumerate() {
+        let queues = ingress_rxs.into_iter().zip(control_rxs);
+        for (k, (socks, (ingress, control))) in sockets.into_iter().zip(queues).enumerate() {
             let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(2000);
             shard_cmds.push(cmd_tx);
             let shard = Shard {
@@ -228,7 +241,11 @@ impl Shell {
                 sockets: socks,
                 cmds: cmd_rx,
                 ingress,
-                peers: ingress_txs.clone(),
+                control,
+                peers: Queues {
+                    media: ingress_txs.clone(),
+                    control: control_txs.clone(),
+                },
                 reports: shard_reports.clone(),
             };
             let spawned = std::thread::Builder::new()
@@ -253,6 +270,7 @@ impl Shell {
             tokio::spawn(accept_loop(listener, e.advertised, ingress_txs.clone()));
         }
         drop(ingress_txs);
+        drop(control_txs);
         tokio::spawn(async move {
             // Session → shard, for the commands that follow a join. Entries go when the session
             // is closed by the control plane or ends in the media plane.
@@ -300,9 +318,17 @@ struct Shard {
     sockets: Vec<(Endpoint, std::net::UdpSocket)>,
     cmds: mpsc::Receiver<Command>,
     ingress: mpsc::Receiver<Ingress>,
-    /// Every shard's ingress (this one's included), for datagrams the kernel gave the wrong shard.
-    peers: Vec<mpsc::Sender<Ingress>>,
+    control: mpsc::Receiver<Ingress>,
+    /// Every shard's queues (this one's included), for datagrams the kernel gave the wrong shard.
+    peers: Queues,
     reports: mpsc::Sender<Report>,
+}
+
+/// The ingress queues of every shard, by shard: media (and ICE-TCP), and control datagrams.
+#[derive(Clone)]
+struct Queues {
+    media: Vec<mpsc::Sender<Ingress>>,
+    control: Vec<mpsc::Sender<Ingress>>,
 }
 
 impl Shard {
@@ -313,6 +339,7 @@ impl Shard {
             sockets,
             mut cmds,
             mut ingress,
+            mut control,
             peers,
             reports,
         } = self;
@@ -335,6 +362,16 @@ impl Shard {
         loop {
             let deadline = sfu.poll_timeout();
             tokio::select! {
+                // Control datagrams first, then commands and timers, media last: under overload
+                // media waits (and is shed by the readers), joins and signaling do not.
+                biased;
+                d = control.recv() => {
+                    let Some(d) = d else { break };
+                    let now = Instant::now();
+                    for d in round(d, &mut control, INGRESS_ROUND) {
+                        ingest(&mut sfu, &mut tcp_conns, now, d);
+                    }
+                }
                 cmd = cmds.recv() => {
                     let Some(cmd) = cmd else { break };
                     let now = Instant::now();
@@ -348,32 +385,16 @@ impl Shard {
                         tracing::warn!(error = %e, "media command failed");
                     }
                 }
+                _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
                 d = ingress.recv() => {
                     let Some(d) = d else { break };
                     // Take what else is already queued too (bounded), so that the output of
                     // many datagrams leaves in few sendmmsg calls.
                     let now = Instant::now();
                     for d in round(d, &mut ingress, INGRESS_ROUND) {
-                        match d {
-                            Ingress::Udp { destination, batch, recycle } => {
-                                for (source, data) in batch.iter() {
-                                    sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
-                                }
-                                let _ = recycle.send(batch);
-                            }
-                            Ingress::Packet { proto, source, destination, data } => {
-                                sfu.handle_datagram(now, proto, source, destination, &data)
-                            }
-                            Ingress::TcpOpen { peer, tx } => {
-                                tcp_conns.insert(peer, tx);
-                            }
-                            Ingress::TcpClosed { peer } => {
-                                tcp_conns.remove(&peer);
-                            }
-                        }
+                        ingest(&mut sfu, &mut tcp_conns, now, d);
                     }
                 }
-                _ = sleep_until(deadline), if deadline.is_some() => sfu.handle_timeout(Instant::now()),
             }
             while let Some(o) = sfu.poll_output() {
                 match o {
@@ -411,6 +432,39 @@ impl Shard {
                 }
             }
             egress.flush();
+        }
+    }
+}
+
+/// Hands one ingress message to the core.
+fn ingest(
+    sfu: &mut Sfu,
+    tcp_conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    now: Instant,
+    d: Ingress,
+) {
+    match d {
+        Ingress::Udp {
+            destination,
+            batch,
+            recycle,
+        } => {
+            for (source, data) in batch.iter() {
+                sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
+            }
+            let _ = recycle.send(batch);
+        }
+        Ingress::Packet {
+            proto,
+            source,
+            destination,
+            data,
+        } => sfu.handle_datagram(now, proto, source, destination, &data),
+        Ingress::TcpOpen { peer, tx } => {
+            tcp_conns.insert(peer, tx);
+        }
+        Ingress::TcpClosed { peer } => {
+            tcp_conns.remove(&peer);
         }
     }
 }
@@ -486,34 +540,48 @@ fn round<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> impl Iterator<I
         .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(max.saturating_sub(1)))
 }
 
+/// STUN (first byte 0..=3) or DTLS (20..=63), by RFC 7983's demultiplexing. Anything else is
+/// media or junk, and may be shed.
+fn is_control(datagram: &[u8]) -> bool {
+    matches!(datagram.first(), Some(0..=3 | 20..=63))
+}
+
 /// Reads one shard's socket of one endpoint. The kernel spreads remote addresses over the
 /// `SO_REUSEPORT` group without knowing our shards, so each datagram goes to the shard of its
 /// session: a STUN check names it (the first ufrag character), and the reader remembers the
 /// sender's address for the DTLS/SRTP that follows. Datagrams of this shard stay in the batch
 /// (no copy); others are copied to their shard.
-async fn read_loop(
-    sock: Arc<UdpSocket>,
-    advertised: SocketAddr,
-    own: usize,
-    shards: Vec<mpsc::Sender<Ingress>>,
-) {
+///
+/// Control datagrams (STUN, and DTLS, which carries the data channel's SCTP) are copied to the
+/// shard's control queue, served first and never shed. Media goes in batches to the media queue;
+/// when that is full the shard is overloaded and the batch is dropped, counted in
+/// `rtcd_rtc_udp_ingress_dropped_total`: media that waited longer would arrive too late to be
+/// played, and waiting in the socket buffer instead would put joins behind it.
+async fn read_loop(sock: Arc<UdpSocket>, advertised: SocketAddr, own: usize, queues: Queues) {
     // Batches circulate between this reader and its core: no allocation per datagram, one
     // channel message per `recvmmsg`.
     let (recycle, mut returned) = mpsc::unbounded_channel::<Box<RecvBatch>>();
     let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut spare: Option<Box<RecvBatch>> = None;
+    let shards = queues.media.len();
     loop {
-        let mut batch = returned.try_recv().unwrap_or_default();
+        let mut batch = spare
+            .take()
+            .or_else(|| returned.try_recv().ok())
+            .unwrap_or_default();
         if let Err(e) = crate::udp::recv(&sock, &mut batch).await {
             tracing::debug!(error = %e, "udp receive error");
+            spare = Some(batch);
             continue;
         }
-        if shards.len() > 1 {
-            for i in 0..batch.len() {
-                let Some((source, data)) = batch.get(i) else {
-                    continue;
-                };
-                let target = match crate::stun::local_ufrag(data).and_then(shard_of_ufrag) {
-                    Some(k) if k < shards.len() => {
+        let mut media = 0;
+        for i in 0..batch.len() {
+            let Some((source, data)) = batch.get(i) else {
+                continue;
+            };
+            let target = if shards > 1 {
+                match crate::stun::local_ufrag(data).and_then(shard_of_ufrag) {
+                    Some(k) if k < shards => {
                         if learned.len() >= LEARNED_MAX {
                             learned.clear();
                         }
@@ -521,28 +589,49 @@ async fn read_loop(
                         k
                     }
                     _ => learned.get(&source).copied().unwrap_or(own),
-                };
-                if target != own {
-                    let p = Ingress::Packet {
-                        proto: Protocol::Udp,
-                        source,
-                        destination: advertised,
-                        data: data.to_vec(),
-                    };
-                    if shards[target].try_send(p).is_err() {
-                        tracing::debug!(shard = target, "media shard queue full: datagram dropped");
-                    }
-                    batch.skip(i);
                 }
+            } else {
+                own
+            };
+            let control = is_control(data);
+            if !control && target == own {
+                media += 1;
+                continue;
             }
+            let p = Ingress::Packet {
+                proto: Protocol::Udp,
+                source,
+                destination: advertised,
+                data: data.to_vec(),
+            };
+            batch.skip(i);
+            if control {
+                if queues.control[target].send(p).await.is_err() {
+                    return;
+                }
+            } else if queues.media[target].try_send(p).is_err() {
+                crate::metrics::ingress_dropped(1);
+                tracing::debug!(shard = target, "media shard queue full: datagram dropped");
+            }
+        }
+        if media == 0 {
+            spare = Some(batch);
+            continue;
         }
         let p = Ingress::Udp {
             destination: advertised,
             batch,
             recycle: recycle.clone(),
         };
-        if shards[own].send(p).await.is_err() {
-            break;
+        match queues.media[own].try_send(p) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Ingress::Udp { batch, .. })) => {
+                crate::metrics::ingress_dropped(media);
+                tracing::debug!(dropped = media, "media shard overloaded: datagrams dropped");
+                spare = Some(batch);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
@@ -656,6 +745,22 @@ async fn sleep_until(t: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshakes_are_control_and_media_is_not() {
+        // A STUN binding request, a DTLS ClientHello record and DTLS application data (the data
+        // channel's SCTP) take the control queue.
+        assert!(is_control(&[0x00, 0x01, 0x00, 0x00]));
+        assert!(is_control(&[22, 0xfe, 0xfd]));
+        assert!(is_control(&[23, 0xfe, 0xfd]));
+        // RTP (V=2), RTCP (a receiver report), junk and nothing at all are sheddable.
+        assert!(!is_control(&[0x80, 111, 0, 1]));
+        assert!(!is_control(&[0x81, 201, 0, 7]));
+        for junk in [4u8, 19, 64, 127, 192, 255] {
+            assert!(!is_control(&[junk, 0, 0]), "{junk}");
+        }
+        assert!(!is_control(&[]));
+    }
 
     #[test]
     fn ufrags_name_their_shard() {
