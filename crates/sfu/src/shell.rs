@@ -325,6 +325,8 @@ struct Shard {
 }
 
 /// The ingress queues of every shard, by shard: media (and ICE-TCP), and control datagrams.
+/// ICE-TCP frames, handshakes included, stay on the media queue: they must not overtake the
+/// `TcpOpen` that registers their connection, or the answer would have nowhere to go.
 #[derive(Clone)]
 struct Queues {
     media: Vec<mpsc::Sender<Ingress>>,
@@ -343,7 +345,7 @@ impl Shard {
             peers,
             reports,
         } = self;
-        let mut by_advertised: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut egress = Egress::default();
         for (e, std_sock) in sockets {
             let sock = match UdpSocket::from_std(std_sock) {
                 Ok(s) => Arc::new(s),
@@ -352,13 +354,12 @@ impl Shard {
                     continue;
                 }
             };
-            by_advertised.insert(e.advertised, sock.clone());
+            egress.queues.push((e.advertised, sock.clone(), Vec::new()));
             tokio::spawn(read_loop(sock, e.advertised, index, peers.clone()));
         }
         drop(peers);
         let mut sfu = Sfu::new(cfg);
         let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-        let mut egress = Egress::new(by_advertised);
         loop {
             let deadline = sfu.poll_timeout();
             tokio::select! {
@@ -472,6 +473,7 @@ fn ingest(
 /// Datagrams waiting to leave, per local socket. They go with sendmmsg after each round, or as
 /// soon as a socket has [`EGRESS_BATCH`] of them: a round of a large call produces hundreds of
 /// thousands, which would otherwise all sit in memory (and then hit the socket buffers at once).
+#[derive(Default)]
 struct Egress {
     /// Advertised address, its socket, and what waits to leave through it. A shard has one
     /// socket per media address (usually one or two), so a scan beats hashing per datagram.
@@ -485,15 +487,6 @@ type Datagram = (SocketAddr, Vec<u8>);
 const EGRESS_BATCH: usize = 1024;
 
 impl Egress {
-    fn new(sockets: HashMap<SocketAddr, Arc<UdpSocket>>) -> Self {
-        Self {
-            queues: sockets
-                .into_iter()
-                .map(|(a, s)| (a, s, Vec::new()))
-                .collect(),
-        }
-    }
-
     fn push(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
         let Some((_, sock, q)) = self.queues.iter_mut().find(|(a, _, _)| *a == source) else {
             tracing::debug!(%source, "no socket for datagram");
