@@ -48,6 +48,7 @@ struct Args {
     speakers: usize,
     seconds: u64,
     bwe: bool,
+    fast: bool,
 }
 
 fn args() -> Args {
@@ -56,6 +57,7 @@ fn args() -> Args {
         speakers: 2,
         seconds: 5,
         bwe: true,
+        fast: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,8 +67,10 @@ fn args() -> Args {
             "--speakers" => a.speakers = value().parse().expect("--speakers N"),
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--bwe" => a.bwe = value().parse().expect("--bwe true|false"),
+            "--fast" => a.fast = value().parse().expect("--fast true|false"),
             _ => panic!(
-                "usage: forward [--receivers N] [--speakers N] [--seconds N] [--bwe true|false]"
+                "usage: forward [--receivers N] [--speakers N] [--seconds N] [--bwe true|false] \
+                 [--fast true|false]"
             ),
         }
     }
@@ -133,10 +137,11 @@ struct Net {
 }
 
 impl Net {
-    fn new(bwe: bool) -> Self {
+    fn new(bwe: bool, fast: bool) -> Self {
         let sfu = Sfu::new(SfuConfig {
             udp_candidates: vec![SFU_ADDR.parse().unwrap()],
             bandwidth_estimation: bwe,
+            voice_fast_path: fast,
             ..Default::default()
         });
         Net {
@@ -377,7 +382,7 @@ impl Net {
 
 /// Setup: everyone joins and connects, then each speaker publishes in turn.
 fn setup(a: &Args) -> Net {
-    let mut net = Net::new(a.bwe);
+    let mut net = Net::new(a.bwe, a.fast);
     let total = a.receivers + a.speakers;
     for i in 0..total {
         let addr = SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8 + 1], 5000));
@@ -541,6 +546,7 @@ fn main() {
             "speakers": a.speakers,
             "seconds": a.seconds,
             "bwe": a.bwe,
+            "voice_fast_path": a.fast,
             "packets_in": c.packets_in,
             "packets_out": c.packets_out,
             "forwarded_rtp": c.forwarded_rtp,

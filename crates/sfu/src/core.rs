@@ -13,6 +13,8 @@
 //! the role conflicts that full ICE must resolve (spec pitfall 1), and a peer's address is
 //! learned from the checks the client sends (peer-reflexive), which is all rtcd relies on as well.
 
+use crate::fast::{FastPath, Route, VoiceHeader};
+use crate::keys::KeySlot;
 use crate::simulcast::{Layer, LayerSelector, RATE_H, RateMonitor};
 use calls_proto::dc::{DcMessage, TrackInfo};
 use calls_proto::json::SessionConfig;
@@ -45,14 +47,32 @@ const TIMEOUT_ROUNDS: usize = 16;
 /// (up to this many packets per receiver) sits in memory until the shell sends it.
 const FLUSH_CHUNK: usize = 8;
 
-/// How long an audio-only peer's "immediate" pacer timeout may wait. str0m's pacer asks for a
-/// pass right after every packet it releases, only to reopen its gate for the next one; the
-/// core gives every receiver a pass of its own whenever it writes to it, so for audio (which is
-/// never paced) that second pass per forwarded packet is pure overhead: a third of the SFU's
-/// instructions. It is deferred instead, and the next written packet usually makes it moot.
-/// Whatever else that deadline hides (RTCP reports, TWCC feedback, consent) runs at most this
-/// late, which none of them minds. Peers with video keep exact timing: their pacer paces.
-const AUDIO_PACER_SETTLE: Duration = Duration::from_millis(30);
+/// How long an audio-only peer's pacer and bandwidth-estimator deadlines may wait.
+///
+/// - str0m's pacer asks for a pass right after every packet it releases, only to reopen its
+///   gate; the core gives a receiver a pass of its own whenever it writes to it, and audio is
+///   never paced.
+/// - The estimator's delay controller asks for a pass every 25 ms, but an audio-only peer's
+///   estimate has nothing to work on: voice on the fast path carries no transport-wide sequence
+///   numbers, and only screen-share layers depend on the estimate.
+///
+/// With a thousand idle receivers those passes cost more than forwarding the voice. Whatever
+/// else such a deadline hides (RTCP reports, consent, SCTP timers) runs at most this late, which
+/// none of them minds; the TWCC and RTCP deadlines of their own are kept. Peers with video keep
+/// exact timing: their pacer paces.
+const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
+
+/// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`].
+fn deferrable(reason: str0m::Reason) -> bool {
+    use str0m::Reason;
+    matches!(
+        reason,
+        Reason::Pacer(_)
+            | Reason::BweDelayControl
+            | Reason::BweProbeControl
+            | Reason::BweProbeEstimator
+    )
+}
 
 /// Where the SFU can be reached, as advertised in candidates.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +89,9 @@ pub struct SfuConfig {
     /// The first character of every local ufrag this core hands out. The shell runs one core per
     /// shard and reads the shard back from the USERNAME of a client's STUN checks.
     pub ufrag_prefix: Option<char>,
+    /// Forward voice on the fast path ([`crate::fast`]): framed and encrypted here rather than
+    /// by a pass through each receiver's str0m session.
+    pub voice_fast_path: bool,
 }
 
 fn mime(codec: Option<str0m::format::Codec>) -> &'static str {
@@ -142,6 +165,33 @@ struct TrackOut {
     /// The publisher's layer this receiver gets; `None` for single-layer tracks.
     rid: Option<Rid>,
     mime: &'static str,
+    /// Voice fast path: how this receiver's copies are framed, once looked up.
+    voice: Option<VoiceOut>,
+    /// The sequence number from which the next packet goes through str0m ([`fast::SYNC_EVERY`]).
+    next_sync: u64,
+    /// A packet of this track went through str0m and is not out yet: the ones after it follow
+    /// the same way, so the receiver gets them in order.
+    sync_pending: bool,
+}
+
+/// A receiver's framing of one voice track on the fast path.
+#[derive(Debug, Clone, Copy)]
+struct VoiceOut {
+    ssrc: u32,
+    level_id: Option<u8>,
+    mid_id: Option<u8>,
+    /// The MID's bytes (str0m's `Mid` trims its padding on every read).
+    mid: [u8; 16],
+    mid_len: usize,
+}
+
+/// A receiver's voice fast path.
+enum Fast {
+    /// DTLS has not exported the keys yet.
+    Waiting,
+    Ready(FastPath),
+    /// The keys could not be used (logged once); str0m sends everything.
+    Off,
 }
 
 struct Peer {
@@ -190,6 +240,11 @@ struct Peer {
     answered_at: Option<Instant>,
     connected: bool,
     addrs: Vec<(Protocol, SocketAddr)>,
+    /// The session's SRTP keys, filled when its DTLS handshake completes.
+    keys: KeySlot,
+    fast: Fast,
+    /// Where str0m sends this session's media (the fast path sends there too).
+    route: Option<Route>,
 }
 
 impl Peer {
@@ -202,6 +257,77 @@ impl Peer {
         self.out.iter().all(|o| o.mime.starts_with("audio"))
             && self.tracks_in.iter().all(|t| t.kind == MediaKind::Audio)
     }
+}
+
+/// The receiver's copy of a voice packet from the fast path, or `None` when str0m must send
+/// this one: the fast path is not ready, the receiver is disconnected, or the track is due a
+/// packet through str0m.
+fn send_voice_fast(
+    rp: &mut Peer,
+    oi: usize,
+    pt: str0m::media::Pt,
+    f: &Forward,
+) -> Option<SfuOutput> {
+    let seq = *f.pkt.seq_no;
+    let o = &rp.out[oi];
+    if o.sync_pending || seq >= o.next_sync || rp.disconnected_since.is_some() {
+        return None;
+    }
+    let route = rp.route?;
+    if matches!(rp.fast, Fast::Waiting) {
+        let keys = rp.keys.get()?;
+        rp.fast = match FastPath::new(keys) {
+            Ok(fp) => Fast::Ready(fp),
+            Err(e) => {
+                tracing::warn!(session_id = %rp.cfg.session_id, error = %e, "voice fast path off");
+                Fast::Off
+            }
+        };
+    }
+    let Fast::Ready(fp) = &mut rp.fast else {
+        return None;
+    };
+    let mid = rp.out[oi].mid;
+    let voice = &match rp.out[oi].voice {
+        Some(v) => v,
+        None => {
+            let ssrc = rp.rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+            let exts = rp.rtc.media(mid)?.remote_extmap();
+            let name = mid.as_bytes();
+            let mut bytes = [0; 16];
+            let mid_len = name.len().min(16);
+            bytes[..mid_len].copy_from_slice(&name[..mid_len]);
+            let v = VoiceOut {
+                ssrc: *ssrc,
+                level_id: exts.id_of(str0m::rtp::Extension::AudioLevel),
+                mid_id: exts.id_of(str0m::rtp::Extension::RtpMid),
+                mid: bytes,
+                mid_len,
+            };
+            rp.out[oi].voice = Some(v);
+            v
+        }
+    };
+    let ext = &f.pkt.header.ext_vals;
+    let h = VoiceHeader {
+        pt: *pt,
+        marker: f.pkt.header.marker,
+        seq,
+        timestamp: f.pkt.header.timestamp,
+        ssrc: voice.ssrc,
+        level: voice
+            .level_id
+            .zip(ext.audio_level)
+            .map(|(id, l)| (id, l, ext.voice_activity)),
+        mid: voice.mid_id.map(|id| (id, &voice.mid[..voice.mid_len])),
+    };
+    let contents = fp.seal(&h, &f.pkt.payload)?;
+    Some(SfuOutput::Transmit {
+        proto: route.proto,
+        source: route.source,
+        destination: route.destination,
+        contents,
+    })
 }
 
 /// Packets collected while draining a publisher, forwarded once the publisher is released.
@@ -238,6 +364,8 @@ pub struct Sfu {
     due: Vec<PeerId>,
     out: VecDeque<SfuOutput>,
     forwards: Vec<Forward>,
+    /// Voice packets sent on the fast path, for tests and benchmarks.
+    voice_fast: u64,
 }
 
 fn random_string(len: usize) -> String {
@@ -303,6 +431,11 @@ impl Sfu {
         self.timers.first().map(|(t, _)| *t)
     }
 
+    /// How many receiver copies of voice packets went out on the fast path.
+    pub fn voice_fast_packets(&self) -> u64 {
+        self.voice_fast
+    }
+
     pub fn session_count(&self) -> usize {
         self.peers.len()
     }
@@ -325,7 +458,7 @@ impl Sfu {
             // rtcd's GCC starts (and bottoms out) at 250 kbps.
             builder = builder.enable_bwe(Some(Bitrate::kbps(250)));
         }
-        let mut rtc = builder
+        let builder = builder
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_local_ice_credentials(creds)
@@ -337,8 +470,8 @@ impl Sfu {
                 256
             } else {
                 self.cfg.nack_buffer_size
-            })
-            .build(now);
+            });
+        let (mut rtc, keys) = crate::keys::build_rtc(builder, now);
         for a in &self.cfg.udp_candidates {
             if let Ok(c) = Candidate::host(*a, "udp") {
                 let _ = rtc.add_local_candidate(c);
@@ -411,6 +544,9 @@ impl Sfu {
                 answered_at: None,
                 connected: false,
                 addrs: Vec::new(),
+                keys,
+                fast: Fast::Waiting,
+                route: None,
             },
         );
         self.drive(id, now);
@@ -940,6 +1076,9 @@ impl Sfu {
                     Rid::from(layer.rid())
                 }),
                 mime: t.mime,
+                voice: None,
+                next_sync: 0,
+                sync_pending: false,
             });
             crate::metrics::track(&peer.cfg.group_id, "out", t.mime, 1.0);
         }
@@ -1067,19 +1206,23 @@ impl Sfu {
             };
             loop {
                 match peer.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => self.out.push_back(SfuOutput::Transmit {
-                        proto: t.proto,
-                        source: t.source,
-                        destination: t.destination,
-                        contents: t.contents.into(),
-                    }),
+                    Ok(Output::Transmit(t)) => {
+                        if let Some(r) =
+                            Route::of_media(t.proto, t.source, t.destination, &t.contents)
+                        {
+                            peer.route = Some(r);
+                        }
+                        self.out.push_back(SfuOutput::Transmit {
+                            proto: t.proto,
+                            source: t.source,
+                            destination: t.destination,
+                            contents: t.contents.into(),
+                        })
+                    }
                     Ok(Output::Timeout(t)) => {
                         let mut t = t.max(now);
-                        if peer.rtc.last_timeout_reason()
-                            == str0m::Reason::Pacer(str0m::PacerReason::Immediate)
-                            && peer.audio_only()
-                        {
-                            t = t.max(now + AUDIO_PACER_SETTLE);
+                        if deferrable(peer.rtc.last_timeout_reason()) && peer.audio_only() {
+                            t = t.max(now + AUDIO_ONLY_SLACK);
                         }
                         // Most polls leave the deadline where it was: keep the entry then.
                         if peer.next_timeout != Some(t) {
@@ -1462,18 +1605,12 @@ impl Sfu {
                 let Some(rp) = self.peers.get_mut(&r) else {
                     continue;
                 };
-                let Some(out_mid) = rp
-                    .out
-                    .iter()
-                    .find(|o| {
-                        o.key == key
-                            && o.state == OutState::Open
-                            && (o.rid.is_none() || o.rid == f.rid)
-                    })
-                    .map(|o| o.mid)
-                else {
+                let Some(oi) = rp.out.iter().position(|o| {
+                    o.key == key && o.state == OutState::Open && (o.rid.is_none() || o.rid == f.rid)
+                }) else {
                     continue;
                 };
+                let out_mid = rp.out[oi].mid;
                 let Some(pt) = rp
                     .rtc
                     .codec_config()
@@ -1483,6 +1620,17 @@ impl Sfu {
                 else {
                     continue;
                 };
+                if audio && self.cfg.voice_fast_path {
+                    if let Some(t) = send_voice_fast(rp, oi, pt, f) {
+                        self.out.push_back(t);
+                        self.voice_fast += 1;
+                        continue;
+                    }
+                    // Through str0m, and the packets after it in this round follow it.
+                    let o = &mut rp.out[oi];
+                    o.sync_pending = true;
+                    o.next_sync = *f.pkt.seq_no + crate::fast::SYNC_EVERY;
+                }
                 let mut api = rp.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                     continue;
@@ -1522,6 +1670,11 @@ impl Sfu {
                 };
                 let _ = rp.rtc.handle_input(Input::Timeout(now));
                 self.drive(r, now);
+            }
+            if let Some(rp) = self.peers.get_mut(&r) {
+                for o in &mut rp.out {
+                    o.sync_pending = false;
+                }
             }
         }
         touched.clear();

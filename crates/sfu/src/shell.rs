@@ -206,6 +206,7 @@ impl Shell {
             nack_buffer_size: self.nack_buffer_size,
             bandwidth_estimation: true,
             ufrag_prefix: None,
+            voice_fast_path: true,
         };
         let mut ingress_txs = Vec::new();
         let mut ingress_rxs = Vec::new();
