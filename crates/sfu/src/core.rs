@@ -177,6 +177,7 @@ struct TrackOut {
 /// A receiver's framing of one voice track on the fast path.
 #[derive(Debug, Clone, Copy)]
 struct VoiceOut {
+    pt: str0m::media::Pt,
     ssrc: u32,
     level_id: Option<u8>,
     mid_id: Option<u8>,
@@ -265,7 +266,7 @@ impl Peer {
 fn send_voice_fast(
     rp: &mut Peer,
     oi: usize,
-    pt: str0m::media::Pt,
+    codec: str0m::format::Codec,
     f: &Forward,
 ) -> Option<SfuOutput> {
     let seq = *f.pkt.seq_no;
@@ -298,6 +299,7 @@ fn send_voice_fast(
             let mid_len = name.len().min(16);
             bytes[..mid_len].copy_from_slice(&name[..mid_len]);
             let v = VoiceOut {
+                pt: payload_type(&rp.rtc, codec)?,
                 ssrc: *ssrc,
                 level_id: exts.id_of(str0m::rtp::Extension::AudioLevel),
                 mid_id: exts.id_of(str0m::rtp::Extension::RtpMid),
@@ -310,7 +312,7 @@ fn send_voice_fast(
     };
     let ext = &f.pkt.header.ext_vals;
     let h = VoiceHeader {
-        pt: *pt,
+        pt: *voice.pt,
         marker: f.pkt.header.marker,
         seq,
         timestamp: f.pkt.header.timestamp,
@@ -328,6 +330,14 @@ fn send_voice_fast(
         destination: route.destination,
         contents,
     })
+}
+
+/// The receiver's payload type for `codec`.
+fn payload_type(rtc: &Rtc, codec: str0m::format::Codec) -> Option<str0m::media::Pt> {
+    rtc.codec_config()
+        .iter()
+        .find(|c| c.spec().codec == codec)
+        .map(|c| c.pt())
 }
 
 /// Packets collected while draining a publisher, forwarded once the publisher is released.
@@ -1611,17 +1621,8 @@ impl Sfu {
                     continue;
                 };
                 let out_mid = rp.out[oi].mid;
-                let Some(pt) = rp
-                    .rtc
-                    .codec_config()
-                    .iter()
-                    .find(|c| c.spec().codec == codec)
-                    .map(|c| c.pt())
-                else {
-                    continue;
-                };
                 if audio && self.cfg.voice_fast_path {
-                    if let Some(t) = send_voice_fast(rp, oi, pt, f) {
+                    if let Some(t) = send_voice_fast(rp, oi, codec, f) {
                         self.out.push_back(t);
                         self.voice_fast += 1;
                         continue;
@@ -1631,6 +1632,9 @@ impl Sfu {
                     o.sync_pending = true;
                     o.next_sync = *f.pkt.seq_no + crate::fast::SYNC_EVERY;
                 }
+                let Some(pt) = payload_type(&rp.rtc, codec) else {
+                    continue;
+                };
                 let mut api = rp.rtc.direct_api();
                 let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                     continue;
