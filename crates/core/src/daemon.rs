@@ -106,32 +106,60 @@ where
 }
 
 /// SIGINT and SIGTERM (the signals systemd and `docker stop` send), listened for from start-up
-/// on. tokio reports only the signals that arrive while a listener exists, and its handler stays
-/// installed, so a listener made afresh after the first signal would miss a second one sent
-/// meanwhile (the daemon would then neither stop nor die). One listener for the whole run keeps
-/// every signal: each one not yet taken is returned by the next [`ShutdownSignals::recv`].
+/// on. Every signal counts: each one not yet taken is returned by the next
+/// [`ShutdownSignals::recv`].
+///
+/// tokio alone cannot promise that. It reports only the signals that arrive while a listener
+/// exists (so the listeners live for the whole run), and it folds signals that arrive before its
+/// listener is polled into one: two `kill`s back to back, the "stop now" an admin sends after
+/// "drain", would read as a single one. A handler of our own counts each delivery, and tokio's
+/// listeners only wake `recv` to look at the count.
 pub struct ShutdownSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    taken: usize,
 }
 
 impl ShutdownSignals {
     /// Installs the listeners; call it before saying the daemon is up. Needs a tokio runtime.
     pub fn install() -> Result<Self, String> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::signal::unix::{SignalKind, signal};
+        let received = std::sync::Arc::new(AtomicUsize::new(0));
+        for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+            let count = received.clone();
+            // SAFETY: the action only increments an atomic, which is async-signal-safe. It is
+            // registered before tokio's listener, so the count is up when tokio wakes `recv`.
+            unsafe {
+                signal_hook_registry::register(sig, move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                })
+            }
+            .map_err(|e| format!("cannot listen for {name}: {e}"))?;
+        }
         let listen =
             |kind, name| signal(kind).map_err(|e| format!("cannot listen for {name}: {e}"));
         Ok(Self {
             term: listen(SignalKind::terminate(), "SIGTERM")?,
             int: listen(SignalKind::interrupt(), "SIGINT")?,
+            received,
+            taken: 0,
         })
     }
 
     /// Resolves at the next SIGINT or SIGTERM (or at once for one already received).
     pub async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+        use std::sync::atomic::Ordering;
+        loop {
+            if self.received.load(Ordering::SeqCst) > self.taken {
+                self.taken += 1;
+                return;
+            }
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
         }
     }
 }
@@ -152,6 +180,20 @@ mod tests {
     /// A signal that arrives while nothing awaits `recv` (the daemon busy handling the first one)
     /// is still returned by the next `recv`. (nextest runs each test in its own process, and the
     /// listener's handler keeps SIGTERM from ending it.)
+    /// Two signals delivered before anything polls the listener (tokio folds those into one)
+    /// are two signals.
+    #[tokio::test]
+    async fn two_signals_before_a_receive_count_twice() {
+        let mut signals = ShutdownSignals::install().unwrap();
+        sigterm_self();
+        sigterm_self();
+        for n in ["first", "second"] {
+            tokio::time::timeout(Duration::from_secs(10), signals.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the {n} SIGTERM was not reported"));
+        }
+    }
+
     #[tokio::test]
     async fn a_signal_sent_between_receives_is_not_lost() {
         let mut signals = ShutdownSignals::install().unwrap();
