@@ -6,7 +6,9 @@
 //! tracks come and go, and forwards RTP from each publisher to every other session of its call.
 //! It takes inputs with the current time and queues [`SfuOutput`]s; it has no sockets and reads
 //! no clock. Media is forwarded when the shell polls, so the datagrams of one round go out
-//! together: each receiver's session is driven once for all the packets it gets.
+//! together. Voice takes the fast path ([`crate::fast`]): each receiver's copy is framed and
+//! encrypted here and queued at once. Video is written to each receiver's session, which is then
+//! driven once for all the packets it got.
 //!
 //! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
 //! the controlling agent. As a lite agent it never sends connectivity checks, so it cannot meet
