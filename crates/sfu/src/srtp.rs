@@ -484,35 +484,36 @@ mod tests {
         assert_eq!(out, expected);
     }
 
+    /// libsrtp's reference packet protected from a master key and salt.
+    fn check_libsrtp_packet(profile: SrtpProfile, key: &str, salt: &str, expected: &str) -> usize {
+        let crypto = crypto();
+        let mut sender = SrtpSender::from_master(&crypto, profile, &hex(key), &hex(salt)).unwrap();
+        let out = protect(&mut sender, &hex(LIBSRTP_PLAIN), 0xcafebabe, 0x1234);
+        assert_eq!(out, hex(expected));
+        sender.overhead()
+    }
+
     #[test]
     fn aes_cm_sha1_80_matches_libsrtp_reference_packet() {
-        let crypto = crypto();
-        let mut sender = SrtpSender::from_master(
-            &crypto,
+        let overhead = check_libsrtp_packet(
             SrtpProfile::AES128_CM_SHA1_80,
-            &hex(B3_MASTER_KEY),
-            &hex(B3_MASTER_SALT),
-        )
-        .unwrap();
-        let out = protect(&mut sender, &hex(LIBSRTP_PLAIN), 0xcafebabe, 0x1234);
-        assert_eq!(out, hex(LIBSRTP_CM_PROTECTED));
-        assert_eq!(sender.overhead(), 10);
+            B3_MASTER_KEY,
+            B3_MASTER_SALT,
+            LIBSRTP_CM_PROTECTED,
+        );
+        assert_eq!(overhead, 10);
     }
 
     /// Covers the 12-byte master salt in the KDF, which no RFC vector does.
     #[test]
     fn aead_aes_128_gcm_from_master_matches_libsrtp_reference_packet() {
-        let crypto = crypto();
-        let mut sender = SrtpSender::from_master(
-            &crypto,
+        let overhead = check_libsrtp_packet(
             SrtpProfile::AEAD_AES_128_GCM,
-            &hex(LIBSRTP_GCM_MASTER_KEY),
-            &hex(LIBSRTP_GCM_MASTER_SALT),
-        )
-        .unwrap();
-        let out = protect(&mut sender, &hex(LIBSRTP_PLAIN), 0xcafebabe, 0x1234);
-        assert_eq!(out, hex(LIBSRTP_GCM_PROTECTED));
-        assert_eq!(sender.overhead(), 16);
+            LIBSRTP_GCM_MASTER_KEY,
+            LIBSRTP_GCM_MASTER_SALT,
+            LIBSRTP_GCM_PROTECTED,
+        );
+        assert_eq!(overhead, 16);
     }
 
     /// RFC 3711 Appendix B.2: with SSRC and index 0 the IV is the salt shifted, so an all-zero

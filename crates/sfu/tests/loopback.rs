@@ -641,17 +641,7 @@ fn a_burst_of_voice_reaches_every_receiver_at_once() {
     // it in the same round) that needs a pass per packet, since its pacer releases one packet per
     // timeout (and the "immediate" timeout that would release the next waits 100 ms for an
     // audio-only receiver).
-    let mut net = Net::with_bwe(true);
-    for (sid, addr) in [
-        ("A", "10.0.0.2:5000"),
-        ("B", "10.0.0.3:5000"),
-        ("C", "10.0.0.4:5000"),
-    ] {
-        net.join(sid, addr);
-    }
-    net.run(Duration::from_secs(3));
-    let mic = publish_voice(&mut net);
-    net.run(Duration::from_secs(1));
+    let (mut net, mic) = voice_call();
     let count = |net: &mut Net, sid: &str, tag: u8| {
         net.client(sid)
             .media_in
@@ -696,17 +686,7 @@ fn voice_takes_the_fast_path_in_order_with_its_audio_level() {
     // The SFU frames and encrypts voice itself (one packet in 50 goes through str0m, for its
     // sender reports): str0m receivers must decrypt every packet, get them in order on the right
     // transceiver, with the publisher's audio level under their own extension id.
-    let mut net = Net::with_bwe(true);
-    for (sid, addr) in [
-        ("A", "10.0.0.2:5000"),
-        ("B", "10.0.0.3:5000"),
-        ("C", "10.0.0.4:5000"),
-    ] {
-        net.join(sid, addr);
-    }
-    net.run(Duration::from_secs(3));
-    let mic = publish_voice(&mut net);
-    net.run(Duration::from_secs(1));
+    let (mut net, mic) = voice_call();
     for sid in ["B", "C"] {
         net.client(sid).media_in.clear();
         net.client(sid).levels_in.clear();
@@ -749,6 +729,23 @@ fn voice_takes_the_fast_path_in_order_with_its_audio_level() {
         2 * u64::from(N) - through_str0m,
         "copies on the fast path"
     );
+}
+
+/// A, B and C in one call, with bandwidth estimation on as rtcd runs it; A publishes a voice
+/// track that B and C receive. Returns A's track.
+fn voice_call() -> (Net, Mid) {
+    let mut net = Net::with_bwe(true);
+    for (sid, addr) in [
+        ("A", "10.0.0.2:5000"),
+        ("B", "10.0.0.3:5000"),
+        ("C", "10.0.0.4:5000"),
+    ] {
+        net.join(sid, addr);
+    }
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    (net, mic)
 }
 
 /// Server offers for voice to B, while B misbehaves in `setup`.
