@@ -459,7 +459,7 @@ impl Peer {
                     self.next_rtc = t.max(now);
                     return;
                 }
-                Ok(Output::Event(e)) => self.on_event(e),
+                Ok(Output::Event(e)) => self.on_event(e, now),
                 Err(e) => {
                     self.events.push(PeerEvent::Closed(e.to_string()));
                     self.next_rtc = now + Duration::from_secs(3600);
@@ -469,10 +469,18 @@ impl Peer {
         }
     }
 
-    fn on_event(&mut self, e: Event) {
+    fn on_event(&mut self, e: Event, now: Instant) {
         match e {
             Event::Connected => {
                 self.connected = true;
+                // The media clock starts now, so `poll_timeout` asks for the first packet at
+                // once. Waiting for the stack's own next deadline instead could take forever:
+                // str0m's ICE deadline is at least 50 ms after the latest input, so a peer that
+                // receives a packet every 20 ms (voice without transport-wide feedback) never
+                // reaches it.
+                for s in &mut self.senders {
+                    s.start.get_or_insert(now);
+                }
                 self.events.push(PeerEvent::Connected);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

@@ -643,6 +643,12 @@ pub(crate) async fn drive<M>(
     let mut signaling_open = true;
     let deadline = joined_at + ctx.cfg.connect_timeout;
     loop {
+        // Due timers first: the socket branch below wins every race while datagrams keep
+        // arriving, and media must still go out on time.
+        let now = Instant::now();
+        if peer.poll_timeout() <= now {
+            peer.handle_timeout(now);
+        }
         for (dst, data) in peer.drain_transmit() {
             // A full socket buffer drops, as UDP does.
             if sock.try_send_to(&data, dst).is_ok() {
