@@ -206,9 +206,7 @@ impl Shell {
             nack_buffer_size: self.nack_buffer_size,
             bandwidth_estimation: true,
             ufrag_prefix: None,
-            // Off until an intermittent failure is understood: in the loadtest end-to-end run
-            // (2 calls x 4, a screen share) some listeners received no voice at all with it on.
-            voice_fast_path: false,
+            voice_fast_path: true,
         };
         let mut ingress_txs = Vec::new();
         let mut ingress_rxs = Vec::new();
