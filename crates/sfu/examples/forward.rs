@@ -454,6 +454,10 @@ fn sfu_round(
             c.packets_out += 1;
             if is_rtp(contents) {
                 c.forwarded_rtp += 1;
+                // "Sent": the buffer goes back to the core, as the daemon's shell does.
+                if let SfuOutput::Transmit { contents, .. } = o {
+                    sfu.recycle(contents);
+                }
                 continue;
             }
         }

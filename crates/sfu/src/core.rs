@@ -270,6 +270,7 @@ fn send_voice_fast(
     oi: usize,
     codec: str0m::format::Codec,
     f: &Forward,
+    spare: &mut Vec<Vec<u8>>,
 ) -> Option<SfuOutput> {
     let seq = *f.pkt.seq_no;
     let o = &rp.out[oi];
@@ -325,7 +326,10 @@ fn send_voice_fast(
             .map(|(id, l)| (id, l, ext.voice_activity)),
         mid: voice.mid_id.map(|id| (id, &voice.mid[..voice.mid_len])),
     };
-    let contents = fp.seal(&h, &f.pkt.payload)?;
+    let buf = spare
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY));
+    let contents = fp.seal(&h, &f.pkt.payload, buf)?;
     Some(SfuOutput::Transmit {
         proto: route.proto,
         source: route.source,
@@ -341,6 +345,12 @@ fn payload_type(rtc: &Rtc, codec: str0m::format::Codec) -> Option<str0m::media::
         .find(|c| c.spec().codec == codec)
         .map(|c| c.pt())
 }
+
+/// At most this many spent datagram buffers wait for reuse ([`Sfu::recycle`]).
+const SPARE_BUFFERS: usize = 4096;
+/// The fast path's buffers hold this much (any voice packet but the rare largest Opus frames),
+/// and smaller spent buffers are not kept: a voice packet would outgrow them.
+const SPARE_CAPACITY: usize = 512;
 
 /// Packets collected while draining a publisher, forwarded once the publisher is released.
 struct Forward {
@@ -378,6 +388,8 @@ pub struct Sfu {
     forwards: Vec<Forward>,
     /// Voice packets sent on the fast path, for tests and benchmarks.
     voice_fast: u64,
+    /// Spent datagram buffers handed back by the shell ([`Sfu::recycle`]), for the fast path.
+    spare: Vec<Vec<u8>>,
 }
 
 fn random_string(len: usize) -> String {
@@ -433,6 +445,15 @@ impl Sfu {
             self.flush_some(now, FLUSH_CHUNK);
         }
         self.out.pop_front()
+    }
+
+    /// Hands back the buffer of a datagram the shell has sent: the fast path writes the next
+    /// copies into spent buffers, so that forwarding allocates nothing once they circulate.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        // Enough for a round of a large call; more would only hold memory.
+        if self.spare.len() < SPARE_BUFFERS && buf.capacity() >= SPARE_CAPACITY {
+            self.spare.push(buf);
+        }
     }
 
     /// The earliest time [`Sfu::handle_timeout`] must run.
@@ -1624,7 +1645,7 @@ impl Sfu {
                 };
                 let out_mid = rp.out[oi].mid;
                 if audio && self.cfg.voice_fast_path {
-                    if let Some(t) = send_voice_fast(rp, oi, codec, f) {
+                    if let Some(t) = send_voice_fast(rp, oi, codec, f, &mut self.spare) {
                         self.out.push_back(t);
                         self.voice_fast += 1;
                         continue;

@@ -125,11 +125,13 @@ impl FastPath {
         })
     }
 
-    /// The SRTP datagram of one voice packet for this receiver; `None` if the crypto backend
+    /// The SRTP datagram of one voice packet for this receiver, written into `out` (a spent
+    /// datagram's buffer, so that forwarding allocates nothing); `None` if the crypto backend
     /// failed (then str0m sends the packet).
-    pub fn seal(&mut self, h: &VoiceHeader, payload: &[u8]) -> Option<Vec<u8>> {
+    pub fn seal(&mut self, h: &VoiceHeader, payload: &[u8], mut out: Vec<u8>) -> Option<Vec<u8>> {
         let header_len = write_rtp(h, payload, &mut self.plain);
-        let mut out = Vec::with_capacity(self.plain.len() + self.sender.overhead());
+        out.clear();
+        out.reserve(self.plain.len() + self.sender.overhead());
         self.sender.protect_rtp(
             &self.plain,
             header_len,

@@ -420,7 +420,12 @@ impl Shard {
                         destination,
                         contents,
                         ..
-                    } => egress.push(source, destination, contents),
+                    } => {
+                        egress.push(source, destination, contents);
+                        for b in egress.spent.drain(..) {
+                            sfu.recycle(b);
+                        }
+                    }
                     SfuOutput::Signal(m) => {
                         tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
                         forward(&reports, Report::Signal(m))
@@ -434,6 +439,9 @@ impl Shard {
                 }
             }
             egress.flush();
+            for b in egress.spent.drain(..) {
+                sfu.recycle(b);
+            }
         }
     }
 }
@@ -479,6 +487,8 @@ struct Egress {
     /// Advertised address, its socket, and what waits to leave through it. A shard has one
     /// socket per media address (usually one or two), so a scan beats hashing per datagram.
     queues: Vec<(SocketAddr, Arc<UdpSocket>, Vec<Datagram>)>,
+    /// Buffers of datagrams sent, to go back to the core ([`Sfu::recycle`]).
+    spent: Vec<Vec<u8>>,
 }
 
 /// Destination and contents.
@@ -495,17 +505,17 @@ impl Egress {
         };
         q.push((destination, contents));
         if q.len() >= EGRESS_BATCH {
-            Self::send(sock, q);
+            Self::send(sock, q, &mut self.spent);
         }
     }
 
     fn flush(&mut self) {
         for (_, sock, q) in self.queues.iter_mut().filter(|(_, _, q)| !q.is_empty()) {
-            Self::send(sock, q);
+            Self::send(sock, q, &mut self.spent);
         }
     }
 
-    fn send(sock: &UdpSocket, queued: &mut Vec<Datagram>) {
+    fn send(sock: &UdpSocket, queued: &mut Vec<Datagram>, spent: &mut Vec<Vec<u8>>) {
         let sent = match crate::udp::send(sock, queued.as_slice()) {
             Ok(n) => n,
             Err(e) => {
@@ -521,7 +531,7 @@ impl Egress {
             crate::metrics::udp_dropped(queued.len() - sent);
         }
         crate::metrics::udp_sent(sent);
-        queued.clear();
+        spent.extend(queued.drain(..).map(|(_, b)| b));
     }
 }
 
