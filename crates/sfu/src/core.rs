@@ -385,7 +385,9 @@ pub struct Sfu {
     /// Peers whose timers are due in the current round of `handle_timeout` (reused buffer).
     due: Vec<PeerId>,
     out: VecDeque<SfuOutput>,
-    forwards: Vec<Forward>,
+    forwards: VecDeque<Forward>,
+    /// The packets `flush_some` is forwarding (a reused buffer).
+    batch: Vec<Forward>,
     /// Voice packets sent on the fast path, for tests and benchmarks.
     voice_fast: u64,
     /// Spent datagram buffers handed back by the shell ([`Sfu::recycle`]), for the fast path.
@@ -1396,7 +1398,7 @@ impl Sfu {
                         return;
                     }
                 }
-                self.forwards.push(Forward {
+                self.forwards.push_back(Forward {
                     from: id,
                     mid,
                     rid,
@@ -1601,12 +1603,11 @@ impl Sfu {
     /// Forwards the oldest `limit` pending packets (and whatever that produces) to every
     /// receiver.
     fn flush_some(&mut self, now: Instant, limit: usize) {
-        let batch = if self.forwards.len() <= limit {
-            std::mem::take(&mut self.forwards)
-        } else {
-            let rest = self.forwards.split_off(limit);
-            std::mem::replace(&mut self.forwards, rest)
-        };
+        // From the front of a deque: splitting a Vec here copied all the packets behind the
+        // chunk, every chunk (3% of the daemon's CPU at 500 calls x 2).
+        let mut batch = std::mem::take(&mut self.batch);
+        let n = limit.min(self.forwards.len());
+        batch.extend(self.forwards.drain(..n));
         let mut touched = std::mem::take(&mut self.touched);
         for f in &batch {
             let Some(p) = self.peers.get(&f.from) else {
@@ -1706,11 +1707,7 @@ impl Sfu {
         }
         touched.clear();
         self.touched = touched;
-        // Keep the batch's capacity for the next round unless new packets already arrived.
-        let mut batch = batch;
         batch.clear();
-        if self.forwards.is_empty() {
-            self.forwards = batch;
-        }
+        self.batch = batch;
     }
 }
