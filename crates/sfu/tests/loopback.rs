@@ -17,6 +17,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 const SFU: &str = "10.0.0.1:8443";
+const SFU_TCP: &str = "10.0.0.1:8444";
 
 struct Client {
     sid: String,
@@ -42,6 +43,24 @@ impl Client {
         let mut rtc = Rtc::builder().build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap())
             .unwrap();
+        Self::with_rtc(sid, addr, rtc, now)
+    }
+
+    /// A client that can only use ICE-TCP (an active TCP candidate, as browsers offer).
+    fn new_tcp(sid: &str, addr: &str, now: Instant) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc = Rtc::builder().build(now);
+        let cand = Candidate::builder()
+            .tcp()
+            .host(addr)
+            .tcptype(str0m::net::TcpType::Active)
+            .build()
+            .unwrap();
+        rtc.add_local_candidate(cand).unwrap();
+        Self::with_rtc(sid, addr, rtc, now)
+    }
+
+    fn with_rtc(sid: &str, addr: SocketAddr, rtc: Rtc, now: Instant) -> Self {
         Client {
             sid: sid.into(),
             addr,
@@ -78,6 +97,8 @@ struct Net {
     /// hands back what it sent; `reused` counts datagrams that came out in one of them (known
     /// by their capacity, [`SPENT_CAPACITY`]).
     reused: usize,
+    /// RTP datagrams the SFU sent over ICE-TCP.
+    tcp_rtp: usize,
 }
 
 fn cfg(sid: &str) -> SessionConfig {
@@ -102,9 +123,18 @@ impl Net {
     /// With the SFU's bandwidth estimation on, as rtcd runs it (str0m then paces with its
     /// leaky bucket, which lets one packet through per timeout).
     fn with_bwe(bandwidth_estimation: bool) -> Self {
+        Self::with_config(bandwidth_estimation, vec![])
+    }
+
+    /// The SFU also listens for ICE-TCP on [`SFU_TCP`].
+    fn with_tcp() -> Self {
+        Self::with_config(true, vec![SFU_TCP.parse().unwrap()])
+    }
+
+    fn with_config(bandwidth_estimation: bool, tcp_candidates: Vec<SocketAddr>) -> Self {
         let sfu = Sfu::new(SfuConfig {
             udp_candidates: vec![SFU.parse().unwrap()],
-            tcp_candidates: vec![],
+            tcp_candidates,
             nack_buffer_size: 0,
             bandwidth_estimation,
             ufrag_prefix: None,
@@ -117,13 +147,24 @@ impl Net {
             signals: vec![],
             vad: vec![],
             reused: 0,
+            tcp_rtp: 0,
         }
     }
 
     /// Joins a client: session init, DC-only offer over the plugin path, answer, candidates.
     fn join(&mut self, sid: &str, addr: &str) -> usize {
-        self.sfu.init_session(cfg(sid), self.now).unwrap();
-        let mut c = Client::new(sid, addr, self.now);
+        let c = Client::new(sid, addr, self.now);
+        self.join_client(c)
+    }
+
+    fn join_tcp(&mut self, sid: &str, addr: &str) -> usize {
+        let c = Client::new_tcp(sid, addr, self.now);
+        self.join_client(c)
+    }
+
+    fn join_client(&mut self, mut c: Client) -> usize {
+        let sid = c.sid.clone();
+        self.sfu.init_session(cfg(&sid), self.now).unwrap();
         let mut api = c.rtc.sdp_api();
         api.add_channel("calls-dc".into());
         let (offer, pending) = api.apply().unwrap();
@@ -181,6 +222,11 @@ impl Net {
                     } => {
                         if contents.capacity() == SPENT_CAPACITY {
                             self.reused += 1;
+                        }
+                        let rtp = contents.first().is_some_and(|b| (128..=191).contains(b))
+                            && contents.get(1).is_some_and(|b| !(192..=223).contains(b));
+                        if proto == Protocol::Tcp && rtp {
+                            self.tcp_rtp += 1;
                         }
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
                             let r = Receive {
@@ -706,19 +752,7 @@ fn voice_takes_the_fast_path_in_order_with_its_audio_level() {
     let before = net.sfu.voice_fast_packets();
     let reused_before = net.reused;
     const N: u8 = 120;
-    for i in 0..N {
-        let now = net.now;
-        let a = net.client("A");
-        let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
-        let ts = MediaTime::from_90khz(u64::from(i) * 1800);
-        let w = a
-            .rtc
-            .writer(mic)
-            .unwrap()
-            .audio_level(-(i as i8 % 100), true);
-        w.write(pt, now, ts, vec![i; 40]).unwrap();
-        net.run(Duration::from_millis(20));
-    }
+    speak(&mut net, mic, N);
     for sid in ["B", "C"] {
         let c = net.client(sid);
         let got: Vec<u8> = c.media_in.iter().map(|(_, d)| d[0]).collect();
@@ -747,6 +781,61 @@ fn voice_takes_the_fast_path_in_order_with_its_audio_level() {
     assert!(
         reused + 2 >= fast && reused <= fast,
         "{reused} of {fast} fast-path copies in spent buffers"
+    );
+}
+
+/// A speaks `n` packets into `mic`, 20 ms apart: packet `i` is 40 bytes of `i`, at level `-i`.
+fn speak(net: &mut Net, mic: Mid, n: u8) {
+    for i in 0..n {
+        let now = net.now;
+        let a = net.client("A");
+        let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
+        let ts = MediaTime::from_90khz(u64::from(i) * 1800);
+        let w = a
+            .rtc
+            .writer(mic)
+            .unwrap()
+            .audio_level(-(i as i8 % 100), true);
+        w.write(pt, now, ts, vec![i; 40]).unwrap();
+        net.run(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn voice_reaches_an_ice_tcp_receiver_on_the_fast_path() {
+    // C can only use ICE-TCP: the fast path must send its copies on the TCP pair str0m uses,
+    // framed by the shell like str0m's own datagrams.
+    let mut net = Net::with_tcp();
+    net.join("A", "10.0.0.2:5000");
+    net.join("B", "10.0.0.3:5000");
+    net.join_tcp("C", "10.0.0.4:9");
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    for sid in ["B", "C"] {
+        net.client(sid).media_in.clear();
+    }
+    let (fast_before, tcp_before) = (net.sfu.voice_fast_packets(), net.tcp_rtp);
+    const N: u8 = 60;
+    speak(&mut net, mic, N);
+    for sid in ["B", "C"] {
+        let got: Vec<u8> = net.client(sid).media_in.iter().map(|(_, d)| d[0]).collect();
+        assert_eq!(
+            got,
+            (0..N).collect::<Vec<_>>(),
+            "{sid}: every packet, in order"
+        );
+    }
+    let through_str0m = 2 * u64::from(N).div_ceil(50);
+    assert_eq!(
+        net.sfu.voice_fast_packets() - fast_before,
+        2 * u64::from(N) - through_str0m,
+        "both receivers' copies on the fast path"
+    );
+    assert_eq!(
+        net.tcp_rtp - tcp_before,
+        usize::from(N),
+        "C's copies over TCP"
     );
 }
 
