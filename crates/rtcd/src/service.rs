@@ -27,6 +27,8 @@ enum Cmd {
     },
     Closed {
         conn_id: String,
+        /// Answered once the core has forgotten the connection (its gauge included).
+        done: oneshot::Sender<()>,
     },
     Frame {
         conn_id: String,
@@ -72,13 +74,20 @@ impl ControlHandle {
             })
             .await;
     }
+    /// Returns once the control core has processed the close, so that what the caller logs
+    /// next ("disconnected") is already true of the metrics and the API.
     pub async fn conn_closed(&self, conn_id: &str) {
-        let _ = self
+        let (done, rx) = oneshot::channel();
+        let sent = self
             .tx
             .send(Cmd::Closed {
                 conn_id: conn_id.into(),
+                done,
             })
             .await;
+        if sent.is_ok() {
+            let _ = rx.await;
+        }
     }
     pub async fn frame(&self, conn_id: &str, client_id: &str, data: Vec<u8>) {
         let _ = self
@@ -173,9 +182,10 @@ async fn run(mut rx: mpsc::Receiver<Cmd>, mut media: Box<dyn MediaPlane>) {
                 conns.insert(conn_id.clone(), out);
                 core.conn_opened(&conn_id, &client_id);
             }
-            Cmd::Closed { conn_id } => {
+            Cmd::Closed { conn_id, done } => {
                 conns.remove(&conn_id);
                 core.conn_closed(&conn_id);
+                let _ = done.send(());
             }
             Cmd::Frame {
                 conn_id,
