@@ -174,7 +174,7 @@ impl Net {
                 .unwrap();
         self.clients.push(c);
         let msg = RtcMessage {
-            session_id: sid.into(),
+            session_id: sid,
             ..RtcMessage::new(RtcMessageType::Sdp, data)
         };
         self.sfu.handle_rtc(msg, self.now).unwrap();
