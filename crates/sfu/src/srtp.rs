@@ -619,20 +619,22 @@ mod tests {
         [hex(client.0), hex(server.0), hex(client.1), hex(server.1)].concat()
     }
 
+    /// libsrtp's plain packet, protected by a sender built from DTLS keying material as one
+    /// end of the handshake.
+    fn send_as(profile: SrtpProfile, material: &[u8], client: bool) -> Vec<u8> {
+        let mut sender = SrtpSender::new(&crypto(), profile, material, client).unwrap();
+        protect(&mut sender, &hex(LIBSRTP_PLAIN), 0xcafebabe, 0x1234)
+    }
+
     #[test]
     fn new_sends_with_the_half_of_its_dtls_role() {
-        let crypto = crypto();
         let known = (B3_MASTER_KEY, B3_MASTER_SALT);
         let other = (
             "00112233445566778899aabbccddeeff",
             "0102030405060708090a0b0c0d0e",
         );
-        let plain = hex(LIBSRTP_PLAIN);
-        let send = |material: &[u8], client: bool| {
-            let mut sender =
-                SrtpSender::new(&crypto, SrtpProfile::AES128_CM_SHA1_80, material, client).unwrap();
-            protect(&mut sender, &plain, 0xcafebabe, 0x1234)
-        };
+        let send =
+            |material: &[u8], client| send_as(SrtpProfile::AES128_CM_SHA1_80, material, client);
 
         let known_is_client = material(known, other);
         assert_eq!(send(&known_is_client, true), hex(LIBSRTP_CM_PROTECTED));
@@ -647,18 +649,13 @@ mod tests {
     /// GCM's 12-byte salts move the salt halves; a wrong split would miss the known answer.
     #[test]
     fn new_splits_gcm_material_by_role() {
-        let crypto = crypto();
         let known = (LIBSRTP_GCM_MASTER_KEY, LIBSRTP_GCM_MASTER_SALT);
         let other = (
             "ffeeddccbbaa99887766554433221100",
             "0b0a09080706050403020100",
         );
-        let plain = hex(LIBSRTP_PLAIN);
-        let send = |material: &[u8], client: bool| {
-            let mut sender =
-                SrtpSender::new(&crypto, SrtpProfile::AEAD_AES_128_GCM, material, client).unwrap();
-            protect(&mut sender, &plain, 0xcafebabe, 0x1234)
-        };
+        let send =
+            |material: &[u8], client| send_as(SrtpProfile::AEAD_AES_128_GCM, material, client);
         assert_eq!(
             send(&material(known, other), true),
             hex(LIBSRTP_GCM_PROTECTED)
