@@ -422,9 +422,7 @@ impl Shard {
                         ..
                     } => {
                         egress.push(source, destination, contents);
-                        for b in egress.spent.drain(..) {
-                            sfu.recycle(b);
-                        }
+                        egress.give_back(&mut sfu);
                     }
                     SfuOutput::Signal(m) => {
                         tracing::debug!(session_id = %m.session_id, msg_type = m.msg_type, "signal to the plugin");
@@ -439,9 +437,7 @@ impl Shard {
                 }
             }
             egress.flush();
-            for b in egress.spent.drain(..) {
-                sfu.recycle(b);
-            }
+            egress.give_back(&mut sfu);
         }
     }
 }
@@ -506,6 +502,14 @@ impl Egress {
         q.push((destination, contents));
         if q.len() >= EGRESS_BATCH {
             Self::send(sock, q, &mut self.spent);
+        }
+    }
+
+    /// Hands the buffers of what was sent back to the core, for its next datagrams. Also
+    /// mid-round: a queue that fills sends at once, and a large round reuses those buffers.
+    fn give_back(&mut self, sfu: &mut Sfu) {
+        for b in self.spent.drain(..) {
+            sfu.recycle(b);
         }
     }
 
