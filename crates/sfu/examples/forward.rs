@@ -1,9 +1,13 @@
-//! A deterministic forwarding benchmark of the sans-IO core: one call, N receivers and S
-//! speakers that each send one ~80-byte Opus packet every 20 ms of virtual time.
+//! A deterministic forwarding benchmark of the sans-IO core: C calls, each with N receivers and
+//! S speakers that each send one ~80-byte Opus packet every 20 ms of virtual time.
 //!
 //! ```text
 //! cargo run --release -p calls-sfu --example forward -- --receivers 1000 --speakers 2 --seconds 5
+//! cargo run --release -p calls-sfu --example forward -- --calls 100 --receivers 0 --speakers 2
 //! ```
+//!
+//! The first shape is one large call (fan-out: one packet in, a thousand out); the second is many
+//! small ones (every packet in is forwarded once), where receiving costs as much as sending.
 //!
 //! Setup joins every client over an in-memory network in virtual time (as `tests/loopback.rs`
 //! does): DC-only offer over the plugin path, ICE-lite + DTLS + SCTP, then each speaker adds a
@@ -44,6 +48,7 @@ const TICK: Duration = Duration::from_millis(1);
 const LATENCY: Duration = Duration::from_millis(10);
 
 struct Args {
+    calls: usize,
     receivers: usize,
     speakers: usize,
     seconds: u64,
@@ -53,6 +58,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        calls: 1,
         receivers: 1000,
         speakers: 2,
         seconds: 5,
@@ -63,13 +69,14 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
+            "--calls" => a.calls = value().parse().expect("--calls N"),
             "--receivers" => a.receivers = value().parse().expect("--receivers N"),
             "--speakers" => a.speakers = value().parse().expect("--speakers N"),
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--bwe" => a.bwe = value().parse().expect("--bwe true|false"),
             "--fast" => a.fast = value().parse().expect("--fast true|false"),
             _ => panic!(
-                "usage: forward [--receivers N] [--speakers N] [--seconds N] [--bwe true|false] \
+                "usage: forward [--calls N] [--receivers N] [--speakers N] [--seconds N] [--bwe true|false] \
                  [--fast true|false]"
             ),
         }
@@ -77,14 +84,14 @@ fn args() -> Args {
     a
 }
 
-fn session_config(sid: &str) -> SessionConfig {
+fn session_config(sid: &str, call: usize) -> SessionConfig {
     SessionConfig {
         group_id: "g".into(),
-        call_id: "call".into(),
+        call_id: format!("call-{call}"),
         user_id: format!("u-{sid}"),
         session_id: sid.into(),
         props: Some(BTreeMap::from([
-            ("channelID".into(), serde_json::json!("ch")),
+            ("channelID".into(), serde_json::json!(format!("ch-{call}"))),
             ("av1Support".into(), serde_json::json!(false)),
             ("dcSignaling".into(), serde_json::json!(true)),
         ])),
@@ -156,9 +163,9 @@ impl Net {
         }
     }
 
-    fn join(&mut self, sid: &str, addr: SocketAddr, rtp_mode: bool) {
+    fn join(&mut self, sid: &str, call: usize, addr: SocketAddr, rtp_mode: bool) {
         self.sfu
-            .init_session(session_config(sid), self.now)
+            .init_session(session_config(sid, call), self.now)
             .unwrap();
         let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap())
@@ -380,19 +387,30 @@ impl Net {
     }
 }
 
-/// Setup: everyone joins and connects, then each speaker publishes in turn.
+/// Setup: everyone joins and connects, then the k-th speaker of every call publishes, in turn
+/// for each k. Client `i` is in call `i / (receivers + speakers)`; the first `speakers` of each
+/// call speak.
 fn setup(a: &Args) -> Net {
     let mut net = Net::new(a.bwe, a.fast);
-    let total = a.receivers + a.speakers;
+    let per_call = a.receivers + a.speakers;
+    let total = a.calls * per_call;
+    let is_speaker = |i: usize| i % per_call < a.speakers;
     for i in 0..total {
-        let addr = SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250) as u8 + 1], 5000));
-        let speaker = i < a.speakers;
-        let sid = if speaker {
+        let addr = SocketAddr::from((
+            [
+                10,
+                1 + (i / 62500) as u8,
+                (i / 250 % 250) as u8,
+                (i % 250) as u8 + 1,
+            ],
+            5000,
+        ));
+        let sid = if is_speaker(i) {
             format!("S{i}")
         } else {
             format!("R{i}")
         };
-        net.join(&sid, addr, speaker);
+        net.join(&sid, i / per_call, addr, is_speaker(i));
         if i % 50 == 49 {
             net.pump();
         }
@@ -401,15 +419,19 @@ fn setup(a: &Args) -> Net {
     let open = net.clients.iter().filter(|c| c.dc.is_some()).count();
     assert_eq!(open, total, "every data channel opens");
     for s in 0..a.speakers {
-        net.publish_voice(s);
+        for call in 0..a.calls {
+            net.publish_voice(call * per_call + s);
+        }
         net.run(Duration::from_secs(2));
-        let c = &mut net.clients[s];
-        let (mid, _, seq) = c.mic.unwrap();
-        let pt = c.rtc.media(mid).expect("mic negotiated").remote_pts()[0];
-        c.mic = Some((mid, pt, seq));
+        for call in 0..a.calls {
+            let c = &mut net.clients[call * per_call + s];
+            let (mid, _, seq) = c.mic.unwrap();
+            let pt = c.rtc.media(mid).expect("mic negotiated").remote_pts()[0];
+            c.mic = Some((mid, pt, seq));
+        }
     }
     for (i, c) in net.clients.iter().enumerate() {
-        let expected = a.speakers - usize::from(i < a.speakers);
+        let expected = a.speakers - usize::from(is_speaker(i));
         assert_eq!(
             c.media_added, expected,
             "{}: every voice track added",
@@ -542,10 +564,11 @@ fn main() {
     let mut c = Counts::default();
     let sfu_time = speak(&mut net, Duration::from_secs(a.seconds), Some(&mut c));
     let ns = sfu_time.as_nanos() as f64 / c.forwarded_rtp.max(1) as f64;
-    let expected = (a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50;
+    let expected = (a.calls * a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50;
     println!(
         "{}",
         serde_json::json!({
+            "calls": a.calls,
             "receivers": a.receivers,
             "speakers": a.speakers,
             "seconds": a.seconds,
