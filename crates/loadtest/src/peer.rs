@@ -317,10 +317,7 @@ impl Peer {
 
     /// A datagram that arrived on the peer's socket.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
-        let first = data.first().copied().unwrap_or(0);
-        let is_rtp =
-            (128..=191).contains(&first) && data.len() >= 12 && !(192..=223).contains(&data[1]);
-        if is_rtp {
+        if calls_sfu::fast::is_rtp(data) {
             let pt = data[1] & 0x7f;
             let seq = u16::from_be_bytes([data[2], data[3]]);
             let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);

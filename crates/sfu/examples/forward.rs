@@ -27,6 +27,7 @@ use calls_proto::dc::DcMessage;
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use calls_sfu::core::{unzlib, zlib};
+use calls_sfu::fast::is_rtp;
 use calls_sfu::{Sfu, SfuConfig, SfuOutput};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -96,11 +97,6 @@ fn session_config(sid: &str, call: usize) -> SessionConfig {
             ("dcSignaling".into(), serde_json::json!(true)),
         ])),
     }
-}
-
-/// SRTP (not SRTCP): RFC 5761 demultiplexing by the second byte.
-fn is_rtp(d: &[u8]) -> bool {
-    d.len() >= 12 && (0x80..=0xbf).contains(&d[0]) && !(192..=223).contains(&d[1])
 }
 
 struct Client {

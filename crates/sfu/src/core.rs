@@ -1237,10 +1237,10 @@ impl Sfu {
         // keyframe request), so drain again until a round produces no event. Bounded, so that a
         // peer that keeps producing events cannot hold the loop.
         for _ in 0..64 {
-            let mut events = std::mem::take(&mut self.events);
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
+            let mut events = std::mem::take(&mut self.events);
             loop {
                 match peer.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {

@@ -52,6 +52,14 @@ impl Route {
     }
 }
 
+/// Whether a datagram is SRTP rather than SRTCP or anything else: RTP's version bits (RFC 7983)
+/// and a second byte outside RTCP's packet types 192–223 (RFC 5761), at least a fixed header.
+pub fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(192..=223).contains(&datagram[1])
+}
+
 /// How one receiver's copy of a voice packet is framed.
 #[derive(Debug, Clone)]
 pub struct VoiceHeader<'a> {
@@ -200,6 +208,21 @@ mod tests {
         );
         assert_eq!(n, 12);
         assert_eq!(buf[0], 0x80);
+    }
+
+    #[test]
+    fn rtp_is_told_from_rtcp_and_the_rest() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        rtp[1] = 111;
+        assert!(is_rtp(&rtp));
+        rtp[1] = 0x80 | 111; // marker bit set
+        assert!(is_rtp(&rtp));
+        rtp[1] = 200; // a sender report
+        assert!(!is_rtp(&rtp), "RTCP");
+        assert!(!is_rtp(&rtp[..11]), "shorter than a fixed header");
+        assert!(!is_rtp(&[22; 12]), "DTLS");
+        assert!(!is_rtp(&[0; 20]), "STUN");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use calls_proto::dc::DcMessage;
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use calls_sfu::core::{unzlib, zlib};
+use calls_sfu::fast::is_rtp;
 use calls_sfu::{Sfu, SfuConfig, SfuOutput};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -223,9 +224,7 @@ impl Net {
                         if contents.capacity() == SPENT_CAPACITY {
                             self.reused += 1;
                         }
-                        let rtp = contents.first().is_some_and(|b| (128..=191).contains(b))
-                            && contents.get(1).is_some_and(|b| !(192..=223).contains(b));
-                        if proto == Protocol::Tcp && rtp {
+                        if proto == Protocol::Tcp && is_rtp(&contents) {
                             self.tcp_rtp += 1;
                         }
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
