@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod janus;
 pub mod media;
+pub mod net;
 pub mod peer;
 pub mod rtcd;
 pub mod run;

@@ -58,6 +58,9 @@ pub struct LoadConfig {
     /// Give up on a participant that is not connected this long after joining.
     pub connect_timeout: Duration,
     pub progress: bool,
+    /// rtcd targets: every participant on one shared socket, each with an address of its own
+    /// from this prefix, which must be routed to this host (see [`crate::net`]).
+    pub anyip: Option<crate::net::Prefix>,
 }
 
 impl LoadConfig {
@@ -77,6 +80,17 @@ impl LoadConfig {
         let total = self.calls * self.participants;
         if total > 20_000 {
             return Err(format!("{total} participants: at most 20000 per process"));
+        }
+        if let Some(p) = self.anyip {
+            if matches!(self.target, Target::Janus { .. }) {
+                return Err("--anyip applies to rtcd targets only".into());
+            }
+            if total > p.capacity() {
+                return Err(format!(
+                    "--anyip {p} has room for {} participants, not {total}",
+                    p.capacity()
+                ));
+            }
         }
         Ok(())
     }
@@ -258,6 +272,55 @@ pub(crate) struct Ctx {
     /// Janus: the published feeds of each call, by publishing user.
     feeds: RefCell<std::collections::HashMap<usize, Vec<(usize, u64)>>>,
     feeds_changed: tokio::sync::Notify,
+    /// The shared socket, with `--anyip`.
+    net: Option<Rc<crate::net::SharedNet>>,
+}
+
+/// How one participant's datagrams go in and out.
+pub(crate) enum Io<'a> {
+    /// A socket of its own.
+    Socket(&'a UdpSocket),
+    /// Its address on the shared socket.
+    Shared {
+        net: &'a crate::net::SharedNet,
+        local: SocketAddr,
+        inbox: &'a crate::net::Inbox,
+    },
+}
+
+impl Io<'_> {
+    fn local(&self) -> Result<SocketAddr, String> {
+        match self {
+            Io::Socket(s) => s.local_addr().map_err(|e| e.to_string()),
+            Io::Shared { local, .. } => Ok(*local),
+        }
+    }
+
+    /// Sends now (own socket) or queues for the next batch (shared). True if it went out now;
+    /// queued datagrams are counted by the batch that sends them.
+    fn send(&self, dst: SocketAddr, data: Vec<u8>) -> bool {
+        match self {
+            // A full socket buffer drops, as UDP does.
+            Io::Socket(s) => s.try_send_to(&data, dst).is_ok(),
+            Io::Shared { net, local, .. } => {
+                net.send(*local, dst, data);
+                false
+            }
+        }
+    }
+
+    /// The next datagram into `buf`. Cancel-safe in both modes.
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Io::Socket(s) => s.recv_from(buf).await,
+            Io::Shared { inbox, .. } => {
+                let (src, data) = inbox.recv().await;
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                Ok((n, src))
+            }
+        }
+    }
 }
 
 /// Runs the load on the current thread and returns its result. `on_phase` is called at the start
@@ -273,6 +336,11 @@ pub fn run(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<LoadResul
 }
 
 async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<LoadResult, String> {
+    // Local settings first: their errors name the setting, before any connection is tried.
+    let net = match cfg.anyip {
+        Some(p) => Some(Rc::new(crate::net::SharedNet::new(p)?)),
+        None => None,
+    };
     let media = Media::load(&cfg)?;
     let plugin = match &cfg.target {
         Target::Rtcd { url, creds } => {
@@ -301,8 +369,26 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
         end: end_rx,
         feeds: RefCell::default(),
         feeds_changed: tokio::sync::Notify::new(),
+        net,
         cfg,
     });
+    // The shared socket's two loops live as long as the run; aborted at its end.
+    let net_tasks: Vec<tokio::task::JoinHandle<()>> = match &ctx.net {
+        Some(net) => {
+            let (rx, tx, counters) = (net.clone(), net.clone(), ctx.clone());
+            vec![
+                tokio::task::spawn_local(async move { rx.recv_loop().await }),
+                tokio::task::spawn_local(async move {
+                    tx.send_loop(|n| {
+                        let live = &counters.live;
+                        live.tx_packets.set(live.tx_packets.get() + n);
+                    })
+                    .await
+                }),
+            ]
+        }
+        None => Vec::new(),
+    };
     let cfg = &ctx.cfg;
     let total = cfg.total();
     let bar = progress_bar(cfg.progress, total);
@@ -367,6 +453,9 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
             Err(e) => ctx.live.error(format!("participant task failed: {e}")),
         }
     }
+    for t in net_tasks {
+        t.abort();
+    }
     if let Some(p) = plugin {
         p.close().await;
     }
@@ -423,10 +512,25 @@ fn plan(ctx: &Ctx, slot: Slot, data_channel: bool) -> SendPlan {
 
 async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Outcome, String> {
     let cfg = &ctx.cfg;
-    let sock = UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0))
-        .await
-        .map_err(|e| format!("bind {}: {e}", cfg.bind_ip))?;
-    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let own;
+    let shared;
+    let io = match &ctx.net {
+        Some(net) => {
+            shared = net.join()?;
+            Io::Shared {
+                net,
+                local: shared.0,
+                inbox: &shared.1,
+            }
+        }
+        None => {
+            own = UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0))
+                .await
+                .map_err(|e| format!("bind {}: {e}", cfg.bind_ip))?;
+            Io::Socket(&own)
+        }
+    };
+    let local = io.local()?;
     let sid = format!("lt{}c{}u{}", ctx.run_tag, slot.call, slot.user);
     let call_id = format!("lt{}-call{}", ctx.run_tag, slot.call);
     let plan = plan(&ctx, slot, true);
@@ -457,7 +561,7 @@ async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Ou
     plugin.sdp(&sid, "offer", &offer);
     let res = drive(
         &ctx,
-        &sock,
+        &io,
         &mut peer,
         joined_at,
         |peer, m| match m {
@@ -475,6 +579,9 @@ async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Ou
     .await;
     plugin.leave(&sid);
     peer.close();
+    if let Some(net) = &ctx.net {
+        net.leave(local);
+    }
     let connected_at = res?;
     Ok(outcome(slot, peer, joined_at, connected_at))
 }
@@ -531,8 +638,9 @@ async fn participant_janus(
             ctx.feeds_changed.notify_waiters();
             Ok::<_, String>(())
         };
+        let io = Io::Socket(&sock);
         let (driven, up) = tokio::join!(
-            drive(&ctx, &sock, &mut peer, joined_at, no_signal, &mut quiet),
+            drive(&ctx, &io, &mut peer, joined_at, no_signal, &mut quiet),
             up
         );
         up?;
@@ -573,7 +681,15 @@ async fn participant_janus(
         let sub = janus.subscribe(room, &feeds).await?;
         let answer = peer.accept_offer(&sub.offer_sdp, Instant::now())?;
         janus.start(&sub, &answer).await?;
-        let connected = drive(&ctx, &sock, &mut peer, joined_at, no_signal, &mut quiet2).await?;
+        let connected = drive(
+            &ctx,
+            &Io::Socket(&sock),
+            &mut peer,
+            joined_at,
+            no_signal,
+            &mut quiet2,
+        )
+        .await?;
         peer.close();
         Ok(Some((sub.session, peer, connected)))
     };
@@ -630,7 +746,7 @@ fn outcome(slot: Slot, peer: Peer, joined_at: Instant, connected_at: Option<Inst
 /// Returns when the peer connected, or an error.
 pub(crate) async fn drive<M>(
     ctx: &Ctx,
-    sock: &UdpSocket,
+    io: &Io<'_>,
     peer: &mut Peer,
     joined_at: Instant,
     mut on_signal: impl FnMut(&mut Peer, M) -> Result<(), String>,
@@ -650,8 +766,7 @@ pub(crate) async fn drive<M>(
             peer.handle_timeout(now);
         }
         for (dst, data) in peer.drain_transmit() {
-            // A full socket buffer drops, as UDP does.
-            if sock.try_send_to(&data, dst).is_ok() {
+            if io.send(dst, data) {
                 live.tx_packets.set(live.tx_packets.get() + 1);
             }
         }
@@ -686,7 +801,7 @@ pub(crate) async fn drive<M>(
         tokio::select! {
             biased;
             _ = end.changed() => return Ok(connected_at),
-            r = sock.recv_from(&mut buf) => {
+            r = io.recv(&mut buf) => {
                 if let Ok((n, src)) = r {
                     let before = (peer.stats.packets, peer.stats.bytes);
                     peer.handle_datagram(Instant::now(), src, &buf[..n]);

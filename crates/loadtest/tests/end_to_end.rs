@@ -99,6 +99,56 @@ fn participants_hear_every_speaker_and_see_the_screen() {
 }
 
 #[test]
+fn participants_on_one_shared_socket_each_get_their_own_media() {
+    // `--anyip`: one socket, an address per participant from a prefix routed to `lo`. Inside a
+    // namespace of the test's own, where that prefix exists.
+    let ns = calls_testkit::NetNs::new("anyip");
+    let st = ns
+        .command("ip")
+        .args(["route", "add", "local", "10.204.0.0/16", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = ns.command(rtcd_bin().to_str().unwrap());
+    cmd.env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
+        .env("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")
+        .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
+        .env("RTCD_RTC_ICEPORTUDP", "8443")
+        .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
+        .env("RTCD_RTC_ICEPORTTCP", "8443")
+        .env("RTCD_STORE_DATASOURCE", dir.path().join("db"))
+        .env("RTCD_LOGGER_ENABLEFILE", "false")
+        .env("RTCD_LOGGER_CONSOLEJSON", "true");
+    let rtcd = calls_testkit::Daemon::start("rtcd", cmd, dir.path(), "RTCD_TEST_ECHO");
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_calls-loadtest"))
+        .args(["--url", &rtcd.url(""), "--anyip", "10.204.0.0/16"])
+        .args(["--calls", "3", "--participants", "5", "--unmuted", "2"])
+        .args(["--screen", "1", "--rx", "count"])
+        .args(["--join-rate", "30", "--warmup", "2", "--duration", "2"])
+        .args(["--quiet", "--json", "-"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON result");
+    assert_eq!(r["connected"], 15, "{r}");
+    // Demultiplexed by destination address: everybody hears exactly their call's speakers,
+    // and the screen reaches the sharer's four viewers only.
+    assert_eq!(r["listeners"], 15);
+    assert_eq!(r["hearing_all"], 15, "{r}");
+    assert_eq!(r["screen_viewers"], 4);
+    assert_eq!(r["seeing_screen"], 4, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    // 3 calls x (2 speakers x 4 others) x 50 packets/s of audio, plus the screen.
+    assert!(r["steady"]["rx_pps"].as_f64().unwrap() > 1100.0, "{r}");
+    // Sent through the batches: 6 speakers' audio at 50 packets/s at least.
+    assert!(r["steady"]["tx_pps"].as_f64().unwrap() > 290.0, "{r}");
+    assert_eq!(rtcd.stop(), Some(0));
+}
+
+#[test]
 fn bad_arguments_are_refused_with_the_setting_to_fix() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_calls-loadtest"))
@@ -112,6 +162,12 @@ fn bad_arguments_are_refused_with_the_setting_to_fix() {
     assert!(run(&["--screen", "2", "--calls", "1"]).contains("--screen"));
     assert!(run(&["--auth-key", "short"]).contains("--auth-key"));
     assert!(run(&["--join-rate", "0"]).contains("--join-rate"));
+    assert!(run(&["--anyip", "10.204.0.0"]).contains("--anyip"));
+    // A prefix that is not routed here: the command that fixes it. (Only a bind is tried.)
+    let e = run(&["--anyip", "192.0.2.0/24"]);
+    assert!(e.contains("ip route add local 192.0.2.0/24 dev lo"), "{e}");
+    let e = run(&["--anyip", "10.204.0.0/30", "--participants", "3"]);
+    assert!(e.contains("room for 2 participants"), "{e}");
     // Nothing listens there: a clear error, not a hang.
     let port = calls_testkit::free_tcp_port();
     let e = run(&[
