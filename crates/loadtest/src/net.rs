@@ -64,7 +64,7 @@ impl Prefix {
         (host < (1u64 << (32 - self.len)) - 1).then(|| Ipv4Addr::from(self.base + host as u32))
     }
 
-    /// How many participants fit.
+    /// How many peers fit.
     pub fn capacity(&self) -> usize {
         let hosts = 1usize << (32 - self.len);
         hosts / 256 * 254 + (hosts % 256).saturating_sub(2)
@@ -157,7 +157,7 @@ impl SharedNet {
         let i = self.next.get();
         let ip = self.prefix.nth(i).ok_or_else(|| {
             format!(
-                "--anyip {} has room for {} participants",
+                "--anyip {} has room for {} peers",
                 self.prefix,
                 self.prefix.capacity()
             )

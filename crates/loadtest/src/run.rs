@@ -58,8 +58,8 @@ pub struct LoadConfig {
     /// Give up on a participant that is not connected this long after joining.
     pub connect_timeout: Duration,
     pub progress: bool,
-    /// rtcd targets: every participant on one shared socket, each with an address of its own
-    /// from this prefix, which must be routed to this host (see [`crate::net`]).
+    /// Every participant on one shared socket, each peer with an address of its own from this
+    /// prefix, which must be routed to this host (see [`crate::net`]).
     pub anyip: Option<crate::net::Prefix>,
 }
 
@@ -81,16 +81,18 @@ impl LoadConfig {
         if total > 20_000 {
             return Err(format!("{total} participants: at most 20000 per process"));
         }
-        if let Some(p) = self.anyip {
-            if matches!(self.target, Target::Janus { .. }) {
-                return Err("--anyip applies to rtcd targets only".into());
-            }
-            if total > p.capacity() {
-                return Err(format!(
-                    "--anyip {p} has room for {} participants, not {total}",
-                    p.capacity()
-                ));
-            }
+        // Against Janus a participant may have two peers (publisher and subscriber).
+        let peers = match self.target {
+            Target::Rtcd { .. } => total,
+            Target::Janus { .. } => 2 * total,
+        };
+        if let Some(p) = self.anyip
+            && peers > p.capacity()
+        {
+            return Err(format!(
+                "--anyip {p} has room for {} peers, not {peers}",
+                p.capacity()
+            ));
         }
         Ok(())
     }
@@ -276,23 +278,47 @@ pub(crate) struct Ctx {
     net: Option<Rc<crate::net::SharedNet>>,
 }
 
-/// How one participant's datagrams go in and out.
-pub(crate) enum Io<'a> {
-    /// A socket of its own.
-    Socket(&'a UdpSocket),
-    /// Its address on the shared socket.
+/// One peer's way onto the network: a socket of its own, or an address on the shared socket
+/// (given back when dropped).
+pub(crate) enum Endpoint {
+    Socket(UdpSocket),
     Shared {
-        net: &'a crate::net::SharedNet,
+        net: Rc<crate::net::SharedNet>,
         local: SocketAddr,
-        inbox: &'a crate::net::Inbox,
+        inbox: Rc<crate::net::Inbox>,
     },
 }
 
-impl Io<'_> {
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Endpoint::Shared { net, local, .. } = self {
+            net.leave(*local);
+        }
+    }
+}
+
+impl Endpoint {
+    async fn open(ctx: &Ctx) -> Result<Endpoint, String> {
+        match &ctx.net {
+            Some(net) => {
+                let (local, inbox) = net.join()?;
+                Ok(Endpoint::Shared {
+                    net: net.clone(),
+                    local,
+                    inbox,
+                })
+            }
+            None => UdpSocket::bind(SocketAddr::new(ctx.cfg.bind_ip, 0))
+                .await
+                .map(Endpoint::Socket)
+                .map_err(|e| format!("bind {}: {e}", ctx.cfg.bind_ip)),
+        }
+    }
+
     fn local(&self) -> Result<SocketAddr, String> {
         match self {
-            Io::Socket(s) => s.local_addr().map_err(|e| e.to_string()),
-            Io::Shared { local, .. } => Ok(*local),
+            Endpoint::Socket(s) => s.local_addr().map_err(|e| e.to_string()),
+            Endpoint::Shared { local, .. } => Ok(*local),
         }
     }
 
@@ -301,8 +327,8 @@ impl Io<'_> {
     fn send(&self, dst: SocketAddr, data: Vec<u8>) -> bool {
         match self {
             // A full socket buffer drops, as UDP does.
-            Io::Socket(s) => s.try_send_to(&data, dst).is_ok(),
-            Io::Shared { net, local, .. } => {
+            Endpoint::Socket(s) => s.try_send_to(&data, dst).is_ok(),
+            Endpoint::Shared { net, local, .. } => {
                 net.send(*local, dst, data);
                 false
             }
@@ -312,8 +338,8 @@ impl Io<'_> {
     /// The next datagram into `buf`. Cancel-safe in both modes.
     async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
         match self {
-            Io::Socket(s) => s.recv_from(buf).await,
-            Io::Shared { inbox, .. } => {
+            Endpoint::Socket(s) => s.recv_from(buf).await,
+            Endpoint::Shared { inbox, .. } => {
                 let (src, data) = inbox.recv().await;
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
@@ -512,25 +538,8 @@ fn plan(ctx: &Ctx, slot: Slot, data_channel: bool) -> SendPlan {
 
 async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Outcome, String> {
     let cfg = &ctx.cfg;
-    let own;
-    let shared;
-    let io = match &ctx.net {
-        Some(net) => {
-            shared = net.join()?;
-            Io::Shared {
-                net,
-                local: shared.0,
-                inbox: &shared.1,
-            }
-        }
-        None => {
-            own = UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0))
-                .await
-                .map_err(|e| format!("bind {}: {e}", cfg.bind_ip))?;
-            Io::Socket(&own)
-        }
-    };
-    let local = io.local()?;
+    let ep = Endpoint::open(&ctx).await?;
+    let local = ep.local()?;
     let sid = format!("lt{}c{}u{}", ctx.run_tag, slot.call, slot.user);
     let call_id = format!("lt{}-call{}", ctx.run_tag, slot.call);
     let plan = plan(&ctx, slot, true);
@@ -561,7 +570,7 @@ async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Ou
     plugin.sdp(&sid, "offer", &offer);
     let res = drive(
         &ctx,
-        &io,
+        &ep,
         &mut peer,
         joined_at,
         |peer, m| match m {
@@ -579,9 +588,6 @@ async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Ou
     .await;
     plugin.leave(&sid);
     peer.close();
-    if let Some(net) = &ctx.net {
-        net.leave(local);
-    }
     let connected_at = res?;
     Ok(outcome(slot, peer, joined_at, connected_at))
 }
@@ -610,7 +616,6 @@ async fn participant_janus(
     ctx.live.joined.set(ctx.live.joined.get() + 1);
     let plan = plan(&ctx, slot, false);
     let publishes = plan.audio.is_some() || plan.screen.is_some() || plan.video.is_some();
-    let bind = || UdpSocket::bind(SocketAddr::new(cfg.bind_ip, 0));
     let (_never, mut quiet) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (_never2, mut quiet2) = tokio::sync::mpsc::unbounded_channel::<()>();
     let no_signal = |_: &mut Peer, _: ()| Ok(());
@@ -620,8 +625,8 @@ async fn participant_janus(
         if !publishes {
             return Ok::<_, String>(None);
         }
-        let sock = bind().await.map_err(|e| format!("bind: {e}"))?;
-        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let ep = Endpoint::open(&ctx).await?;
+        let local = ep.local()?;
         let mut peer = Peer::new(local, cfg.rx, plan.clone(), Instant::now());
         let offer = peer.create_offer(Instant::now())?;
         let p = janus
@@ -638,9 +643,8 @@ async fn participant_janus(
             ctx.feeds_changed.notify_waiters();
             Ok::<_, String>(())
         };
-        let io = Io::Socket(&sock);
         let (driven, up) = tokio::join!(
-            drive(&ctx, &io, &mut peer, joined_at, no_signal, &mut quiet),
+            drive(&ctx, &ep, &mut peer, joined_at, no_signal, &mut quiet),
             up
         );
         up?;
@@ -675,21 +679,13 @@ async fn participant_janus(
                 ));
             }
         };
-        let sock = bind().await.map_err(|e| format!("bind: {e}"))?;
-        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let ep = Endpoint::open(&ctx).await?;
+        let local = ep.local()?;
         let mut peer = Peer::new(local, cfg.rx, SendPlan::default(), Instant::now());
         let sub = janus.subscribe(room, &feeds).await?;
         let answer = peer.accept_offer(&sub.offer_sdp, Instant::now())?;
         janus.start(&sub, &answer).await?;
-        let connected = drive(
-            &ctx,
-            &Io::Socket(&sock),
-            &mut peer,
-            joined_at,
-            no_signal,
-            &mut quiet2,
-        )
-        .await?;
+        let connected = drive(&ctx, &ep, &mut peer, joined_at, no_signal, &mut quiet2).await?;
         peer.close();
         Ok(Some((sub.session, peer, connected)))
     };
@@ -746,7 +742,7 @@ fn outcome(slot: Slot, peer: Peer, joined_at: Instant, connected_at: Option<Inst
 /// Returns when the peer connected, or an error.
 pub(crate) async fn drive<M>(
     ctx: &Ctx,
-    io: &Io<'_>,
+    io: &Endpoint,
     peer: &mut Peer,
     joined_at: Instant,
     mut on_signal: impl FnMut(&mut Peer, M) -> Result<(), String>,

@@ -167,7 +167,7 @@ fn bad_arguments_are_refused_with_the_setting_to_fix() {
     let e = run(&["--anyip", "192.0.2.0/24"]);
     assert!(e.contains("ip route add local 192.0.2.0/24 dev lo"), "{e}");
     let e = run(&["--anyip", "10.204.0.0/30", "--participants", "3"]);
-    assert!(e.contains("room for 2 participants"), "{e}");
+    assert!(e.contains("room for 2 peers, not 3"), "{e}");
     // Nothing listens there: a clear error, not a hang.
     let port = calls_testkit::free_tcp_port();
     let e = run(&[

@@ -22,13 +22,14 @@ use std::time::Duration;
 // fair.
 const SFU_IP: &str = "10.203.1.1";
 const LOAD_IP: &str = "10.203.1.2";
-// Janus gathers on the veth end `vt0` (10.203.0.1) only and sends from a socket tied to it, so
-// its clients stay on the other end, as `calls_loadtest::janus` documents.
-const JANUS_LOAD_IP: &str = "10.203.0.2";
-// rtcd's participants share one socket, each with an address of this prefix, routed to `lo`
-// (`calls_loadtest::net`): batched I/O keeps the generator off the critical path, and the
-// addresses get the cached route too.
+// Participants share one socket, each with an address of this prefix, routed to `lo`
+// (`calls_loadtest::net`): batched I/O keeps the generator off the critical path, nobody's
+// datagram wakes it, and the addresses get the cached route too.
 const ANYIP: &str = "10.204.0.0/16";
+// Janus gathers on the veth end `vt0` (10.203.0.1) only and sends from a socket tied to it, for
+// which the local route above does not apply: it reaches the prefix through the other end of
+// the pair, as it reached clients there before (`calls_loadtest::janus`).
+const JANUS_GATEWAY: &str = "10.203.0.2";
 const SFU_CORE: &str = "1";
 const LOAD_CORE: usize = 0;
 
@@ -117,10 +118,11 @@ fn real_main(a: Args) -> Result<(), String> {
     let media_dir = calls_loadtest::media::testdata_dir()?;
     let ns = NetNs::new("bench").with_veth();
     let (sfu_ip, load_ip) = (format!("{SFU_IP}/32"), format!("{LOAD_IP}/32"));
-    let setup: [&[&str]; 3] = [
+    let setup: [&[&str]; 4] = [
         &["addr", "add", &sfu_ip, "dev", "lo"],
         &["addr", "add", &load_ip, "dev", "lo"],
         &["route", "add", "local", ANYIP, "dev", "lo"],
+        &["route", "add", ANYIP, "via", JANUS_GATEWAY, "dev", "vt0"],
     ];
     for args in setup {
         let st = ns
@@ -244,10 +246,10 @@ fn load_config(
     media_dir: &Path,
     duration: f64,
 ) -> LoadConfig {
-    // CALLS_BENCH_SOCKET_PER_PEER: a socket per participant for rtcd too, to compare layouts.
-    let anyip = (matches!(target, Target::Rtcd { .. })
-        && std::env::var_os("CALLS_BENCH_SOCKET_PER_PEER").is_none())
-    .then(|| ANYIP.parse().expect("prefix"));
+    // CALLS_BENCH_SOCKET_PER_PEER: a socket per participant, to compare layouts.
+    let anyip = std::env::var_os("CALLS_BENCH_SOCKET_PER_PEER")
+        .is_none()
+        .then(|| ANYIP.parse().expect("prefix"));
     LoadConfig {
         target,
         calls: row.calls,
@@ -402,7 +404,7 @@ fn bench_janus(
         Target::Janus {
             ws_url: "ws://127.0.0.1:8188".into(),
         },
-        JANUS_LOAD_IP,
+        JANUS_GATEWAY,
         row,
         media_dir,
         duration,

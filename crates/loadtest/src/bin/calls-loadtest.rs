@@ -75,8 +75,8 @@ struct Args {
     bind_ip: IpAddr,
     /// Put every participant on one shared socket, each with its own address from this IPv4
     /// prefix (batched sendmmsg/recvmmsg: far less generator CPU for big runs). Root sets the
-    /// prefix up once: `ip route add local 10.204.0.0/16 dev lo`. rtcd targets only; the
-    /// server must reach the prefix (same host or namespace).
+    /// prefix up once: `ip route add local 10.204.0.0/16 dev lo`. The server must reach the
+    /// prefix (same host or network namespace).
     #[arg(long, value_name = "PREFIX")]
     anyip: Option<calls_loadtest::net::Prefix>,
     /// `count` reads RTP headers only; `full` decrypts every packet like a real client.
