@@ -1,7 +1,8 @@
 //! `calls-loadtest`: tools that measure an rtcd-compatible SFU and the machine under it.
 //!
 //! Where a simulated participant's packet goes: [`run`] schedules participants and owns their
-//! sockets; each is a sans-IO [`peer::Peer`] (a str0m client) fed by [`media`] clips; signaling
+//! sockets (one each, or one shared by all, in [`net`]); each is a sans-IO [`peer::Peer`] (a
+//! str0m client) fed by [`media`] clips; signaling
 //! goes through [`rtcd`] (playing the Calls plugin) or [`janus`] (VideoRoom, for comparison).
 //!
 //! - `calls-loadtest` (binary): the load tool admins size deployments with.
