@@ -12,6 +12,7 @@
 //! under test, whose core would otherwise pay for the load generator's wake-ups, a cost a real
 //! deployment leaves on the clients' machines (and `udp-ceiling`'s sink avoids the same way).
 
+use calls_sfu::udp::mmsg;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -305,24 +306,12 @@ fn recv_batch(sock: &std::net::UdpSocket, b: &mut RecvBatch) -> io::Result<usize
             iovs[i].iov_base = base.add(i * SLOT).cast();
             iovs[i].iov_len = SLOT;
             let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
+            let name = (&mut names[i] as *mut libc::sockaddr_in).cast();
+            mmsg::point(h, name, size_of::<libc::sockaddr_in>(), &mut iovs[i]);
             h.msg_control = controls[i].as_mut_ptr().cast();
             h.msg_controllen = size_of::<Control>() as _;
         }
-        let n = libc::recvmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            BATCH as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        );
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let n = mmsg::recv(sock.as_raw_fd(), &mut hdrs)?;
         for i in 0..n {
             b.len[i] = (hdrs[i].msg_len as usize).min(SLOT);
             b.src[i] = (names[i].sin_family as i32 == libc::AF_INET).then(|| ipv4(&names[i]));
@@ -371,10 +360,8 @@ fn send_batch(
             iovs[k].iov_base = data.as_ptr() as *mut libc::c_void;
             iovs[k].iov_len = data.len();
             let h = &mut hdrs[k].msg_hdr;
-            h.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_iov = &mut iovs[k];
-            h.msg_iovlen = 1;
+            let name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+            mmsg::point(h, name, size_of::<libc::sockaddr_in>(), &mut iovs[k]);
             h.msg_control = controls[k].as_mut_ptr().cast();
             h.msg_controllen = space as _;
             let c = libc::CMSG_FIRSTHDR(h);
@@ -394,16 +381,7 @@ fn send_batch(
         if k == 0 {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }
-        let r = libc::sendmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            k as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        );
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(r as usize)
+        mmsg::send(sock.as_raw_fd(), &mut hdrs[..k])
     }
 }
 

@@ -144,23 +144,15 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
         for i in 0..BATCH {
             iovs[i].iov_base = base.add(i * SLOT).cast();
             iovs[i].iov_len = SLOT;
-            hdrs[i].msg_hdr.msg_name = (&mut storage[i] as *mut libc::sockaddr_storage).cast();
-            hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            mmsg::point(
+                &mut hdrs[i].msg_hdr,
+                (&mut storage[i] as *mut libc::sockaddr_storage).cast(),
+                size_of::<libc::sockaddr_storage>(),
+                &mut iovs[i],
+            );
         }
-        let n = libc::recvmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            BATCH as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        );
-        if n < 0 {
-            batch.count = 0;
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        batch.count = 0;
+        let n = mmsg::recv(sock.as_raw_fd(), &mut hdrs)?;
         for i in 0..n {
             // A datagram larger than a slot is truncated (MSG_TRUNC); no WebRTC packet is.
             batch.lens[i] = (hdrs[i].msg_len as usize).min(SLOT);
@@ -217,21 +209,78 @@ fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::R
             let data = data.as_ref();
             iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
             iovs[i].iov_len = data.len();
-            hdrs[i].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            hdrs[i].msg_hdr.msg_namelen = addr.len();
-            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            mmsg::point(
+                &mut hdrs[i].msg_hdr,
+                addr.as_ptr() as *mut libc::c_void,
+                addr.len() as usize,
+                &mut iovs[i],
+            );
         }
-        let r = libc::sendmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        );
-        if r < 0 {
+        mmsg::send(sock.as_raw_fd(), &mut hdrs[..n])
+    }
+}
+
+/// Raw `recvmmsg`/`sendmmsg` over headers the caller prepares, without waiting; shared with the
+/// load tool's shared socket (`calls_loadtest::net`), which adds `IP_PKTINFO` control messages.
+#[cfg(target_os = "linux")]
+pub mod mmsg {
+    use std::io;
+    use std::os::fd::RawFd;
+
+    /// Points `h` at one datagram: its address buffer and its one data buffer.
+    pub fn point(
+        h: &mut libc::msghdr,
+        name: *mut libc::c_void,
+        namelen: usize,
+        iov: &mut libc::iovec,
+    ) {
+        h.msg_name = name;
+        h.msg_namelen = namelen as libc::socklen_t;
+        h.msg_iov = iov;
+        h.msg_iovlen = 1;
+    }
+
+    /// `recvmmsg(MSG_DONTWAIT)` into `hdrs`; returns how many were filled.
+    ///
+    /// # Safety
+    /// Every pointer in `hdrs` (names, iovecs and their buffers, control buffers) must be valid
+    /// for writes of the lengths given, for the duration of the call.
+    pub unsafe fn recv(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        // SAFETY: the caller vouches for the pointers inside; the slice bounds the count.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(r as usize)
+        Ok(n as usize)
+    }
+
+    /// `sendmmsg(MSG_DONTWAIT)` of `hdrs`; returns how many the kernel took.
+    ///
+    /// # Safety
+    /// Every pointer in `hdrs` must be valid for reads of the lengths given, for the duration of
+    /// the call.
+    pub unsafe fn send(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        // SAFETY: as for `recv`, for reads.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 }
 
