@@ -242,15 +242,21 @@ fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> St
     let deadline = Instant::now() + timeout;
     let (m, cv) = &**lines;
     let mut g = m.lock().unwrap();
+    // Each line is looked at once. Rescanning from `from` at every new line was quadratic and
+    // held the lock the reader threads need: with 60 KB session IDs in every line, a loaded CI
+    // machine fell so far behind that the daemon blocked on its full stdout pipe.
+    let mut next = from;
     loop {
-        if let Some(l) = g.iter().skip(from).find(|l| l.contains(needle)) {
+        if let Some(l) = g.iter().skip(next).find(|l| l.contains(needle)) {
             return l.clone();
         }
+        next = next.max(g.len());
         let now = Instant::now();
         if now >= deadline {
+            let shown: Vec<&str> = g.iter().map(|l| l.get(..2000).unwrap_or(l)).collect();
             panic!(
-                "no log line containing {needle:?} within {timeout:?}; log:\n{}",
-                g.join("\n")
+                "no log line containing {needle:?} within {timeout:?}; log (lines cut at 2000 bytes):\n{}",
+                shown.join("\n")
             );
         }
         g = cv.wait_timeout(g, deadline - now).unwrap().0;
