@@ -3,7 +3,7 @@
 //! participants join through the plugin protocol, connect with ICE/DTLS/SRTP over loopback, hear
 //! every speaker and see the screen share; the harness produces its report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The workspace's rtcd binary, built beside this package's binaries.
@@ -20,24 +20,30 @@ fn rtcd_bin() -> PathBuf {
     bin
 }
 
-#[test]
-fn participants_hear_every_speaker_and_see_the_screen() {
-    let dir = tempfile::tempdir().unwrap();
-    let udp = calls_testkit::free_udp_port().to_string();
-    let mut cmd = Command::new(rtcd_bin());
+/// rtcd started by `cmd`, self-registration on, media on 127.0.0.1 at these ports, its store in
+/// `dir`, JSON console logs.
+fn start_rtcd(mut cmd: Command, dir: &Path, udp: u16, tcp: u16) -> calls_testkit::Daemon {
     cmd.env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
         .env("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")
         .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
-        .env("RTCD_RTC_ICEPORTUDP", &udp)
+        .env("RTCD_RTC_ICEPORTUDP", udp.to_string())
         .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
-        .env(
-            "RTCD_RTC_ICEPORTTCP",
-            calls_testkit::free_tcp_port().to_string(),
-        )
-        .env("RTCD_STORE_DATASOURCE", dir.path().join("db"))
+        .env("RTCD_RTC_ICEPORTTCP", tcp.to_string())
+        .env("RTCD_STORE_DATASOURCE", dir.join("db"))
         .env("RTCD_LOGGER_ENABLEFILE", "false")
         .env("RTCD_LOGGER_CONSOLEJSON", "true");
-    let rtcd = calls_testkit::Daemon::start("rtcd", cmd, dir.path(), "RTCD_TEST_ECHO");
+    calls_testkit::Daemon::start("rtcd", cmd, dir, "RTCD_TEST_ECHO")
+}
+
+#[test]
+fn participants_hear_every_speaker_and_see_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rtcd = start_rtcd(
+        Command::new(rtcd_bin()),
+        dir.path(),
+        calls_testkit::free_udp_port(),
+        calls_testkit::free_tcp_port(),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_calls-loadtest"))
         .args(["--url", &rtcd.url("")])
         .args([
@@ -110,17 +116,9 @@ fn participants_on_one_shared_socket_each_get_their_own_media() {
         .unwrap();
     assert!(st.success());
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = ns.command(rtcd_bin().to_str().unwrap());
-    cmd.env("RTCD_API_HTTP_LISTENADDRESS", "127.0.0.1:0")
-        .env("RTCD_API_SECURITY_ALLOWSELFREGISTRATION", "true")
-        .env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
-        .env("RTCD_RTC_ICEPORTUDP", "8443")
-        .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
-        .env("RTCD_RTC_ICEPORTTCP", "8443")
-        .env("RTCD_STORE_DATASOURCE", dir.path().join("db"))
-        .env("RTCD_LOGGER_ENABLEFILE", "false")
-        .env("RTCD_LOGGER_CONSOLEJSON", "true");
-    let rtcd = calls_testkit::Daemon::start("rtcd", cmd, dir.path(), "RTCD_TEST_ECHO");
+    // The namespace is the test's own: the default ports are free there.
+    let cmd = ns.command(rtcd_bin().to_str().unwrap());
+    let rtcd = start_rtcd(cmd, dir.path(), 8443, 8443);
     let out = ns
         .command(env!("CARGO_BIN_EXE_calls-loadtest"))
         .args(["--url", &rtcd.url(""), "--anyip", "10.204.0.0/16"])

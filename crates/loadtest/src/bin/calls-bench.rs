@@ -26,10 +26,11 @@ const LOAD_IP: &str = "10.203.1.2";
 // (`calls_loadtest::net`): batched I/O keeps the generator off the critical path, nobody's
 // datagram wakes it, and the addresses get the cached route too.
 const ANYIP: &str = "10.204.0.0/16";
-// Janus gathers on the veth end `vt0` (10.203.0.1) only and sends from a socket tied to it, for
-// which the local route above does not apply: it reaches the prefix through the other end of
-// the pair, as it reached clients there before (`calls_loadtest::janus`).
-const JANUS_GATEWAY: &str = "10.203.0.2";
+// The veth end opposite Janus. Janus gathers on `vt0` (10.203.0.1) only and sends from a socket
+// tied to it, for which the local route above does not apply: it reaches the prefix through this
+// end of the pair (`calls_loadtest::janus`). Clients with a socket each
+// (CALLS_BENCH_SOCKET_PER_PEER) bind here for Janus rows.
+const VT1_IP: &str = "10.203.0.2";
 const SFU_CORE: &str = "1";
 const LOAD_CORE: usize = 0;
 
@@ -122,7 +123,7 @@ fn real_main(a: Args) -> Result<(), String> {
         &["addr", "add", &sfu_ip, "dev", "lo"],
         &["addr", "add", &load_ip, "dev", "lo"],
         &["route", "add", "local", ANYIP, "dev", "lo"],
-        &["route", "add", ANYIP, "via", JANUS_GATEWAY, "dev", "vt0"],
+        &["route", "add", ANYIP, "via", VT1_IP, "dev", "vt0"],
     ];
     for args in setup {
         let st = ns
@@ -404,7 +405,7 @@ fn bench_janus(
         Target::Janus {
             ws_url: "ws://127.0.0.1:8188".into(),
         },
-        JANUS_GATEWAY,
+        VT1_IP,
         row,
         media_dir,
         duration,
