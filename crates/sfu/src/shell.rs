@@ -520,21 +520,18 @@ impl Egress {
     }
 
     fn send(sock: &UdpSocket, queued: &mut Vec<Datagram>, spent: &mut Vec<Vec<u8>>) {
-        let sent = match crate::udp::send(sock, queued.as_slice()) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, "udp send failed");
-                0
-            }
-        };
-        if sent < queued.len() {
-            tracing::debug!(
-                dropped = queued.len() - sent,
-                "udp send buffer full: datagrams dropped"
-            );
-            crate::metrics::udp_dropped(queued.len() - sent);
+        let r = crate::udp::send(sock, queued.as_slice());
+        if let Some(e) = &r.error {
+            tracing::debug!(refused = r.refused, error = %e, "udp send refused datagrams");
         }
-        crate::metrics::udp_sent(sent);
+        let full = queued.len() - r.sent - r.refused;
+        if full > 0 {
+            tracing::debug!(dropped = full, "udp send buffer full: datagrams dropped");
+        }
+        if r.sent < queued.len() {
+            crate::metrics::udp_dropped(queued.len() - r.sent);
+        }
+        crate::metrics::udp_sent(r.sent);
         spent.extend(queued.drain(..).map(|(_, b)| b));
     }
 }

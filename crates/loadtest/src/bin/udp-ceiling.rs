@@ -78,7 +78,7 @@ fn main() {
     let mut calls: u64 = 0;
     while Instant::now() < end {
         for _ in 0..64 {
-            sent += calls_sfu::udp::send(&sock, &batch).unwrap_or(0) as u64;
+            sent += calls_sfu::udp::send(&sock, &batch).sent as u64;
             calls += 1;
         }
     }
