@@ -197,24 +197,49 @@ impl Report {
         );
         for m in &self.rows {
             let l = &m.load;
+            // A row where nobody sends has no delivery or per-packet figures, only its cost.
+            let media = |cell: String| {
+                if m.row.unmuted + m.row.screen > 0 {
+                    cell
+                } else {
+                    "—".into()
+                }
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {}/{} | {} | {:.1}% | {:.1} MB | {:.0} | {:.0} | {:.2} | {:.0} | {:.3}% | {:.0}% |",
+                "| {} | {} | {} | {} | {} | {} | {:.1}% | {:.1} MB | {:.0} | {} | {} | {:.0} | {} | {:.0}% |",
                 m.sfu,
                 m.row.name,
                 m.row.published,
                 m.row.total(),
-                l.hearing_all,
-                l.listeners,
-                p99(l),
+                media(format!("{}/{}", l.hearing_all, l.listeners)),
+                media(p99(l)),
                 m.sfu_cpu_share * 100.0,
                 m.sfu_rss_mb,
                 m.forwarded_pps,
-                m.pps_per_core,
-                m.cpu_seconds_per_million,
+                media(format!("{:.0}", m.pps_per_core)),
+                media(format!("{:.2}", m.cpu_seconds_per_million)),
                 m.kb_per_participant,
-                l.loss_ratio * 100.0,
+                media(format!("{:.3}%", l.loss_ratio * 100.0)),
                 l.steady.loadgen_cpu_share * 100.0,
+            );
+        }
+        for m in self
+            .rows
+            .iter()
+            .filter(|m| m.row.unmuted + m.row.screen == 0 && m.row.total() > 0)
+        {
+            let _ = writeln!(
+                s,
+                "\n{}, row {} (everyone connected, nobody sending): {:.1}% of the core and {:.1} MB for {} \
+                 participants, i.e. {:.0} µs of CPU per participant per second: what the sessions cost \
+                 before any media (consent, RTCP, timers).",
+                m.sfu,
+                m.row.name,
+                m.sfu_cpu_share * 100.0,
+                m.sfu_rss_mb,
+                m.row.total(),
+                m.sfu_cpu_share * 1e6 / m.row.total() as f64,
             );
         }
         let _ = writeln!(s, "\n## Side by side\n");
@@ -223,7 +248,11 @@ impl Report {
             "| row | ours CPU-s per M pkts | Janus CPU-s per M pkts | Janus / ours | ours KB per participant | Janus KB per participant |"
         );
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
-        for m in self.rows.iter().filter(|m| m.sfu == "rtcd") {
+        for m in self
+            .rows
+            .iter()
+            .filter(|m| m.sfu == "rtcd" && m.row.unmuted + m.row.screen > 0)
+        {
             if let Some(j) = find(&self.rows, "janus", &m.row.name) {
                 let ratio = if m.cpu_seconds_per_million > 0.0 {
                     j.cpu_seconds_per_million / m.cpu_seconds_per_million
@@ -391,5 +420,75 @@ mod tests {
         let s = sample_proc(std::process::id()).unwrap();
         assert!(s.rss_mb > 0.5 && s.peak_rss_mb >= s.rss_mb, "{s:?}");
         assert!(sample_proc(u32::MAX).is_err());
+    }
+
+    fn measured(sfu: &str, row: Row, cpu: f64, rx_packets: u64) -> Measured {
+        let mut load = LoadResult {
+            listeners: if row.unmuted > 0 { row.total() } else { 0 },
+            ..Default::default()
+        };
+        load.hearing_all = load.listeners;
+        load.steady.seconds = 10.0;
+        load.steady.rx_packets = rx_packets;
+        load.steady.rx_pps = rx_packets as f64 / 10.0;
+        let before = ProcSample::default();
+        let after = ProcSample {
+            cpu_seconds: cpu * 10.0,
+            rss_mb: 50.0,
+            peak_rss_mb: 50.0,
+        };
+        Measured::new(sfu, row, load, before, after, None)
+    }
+
+    /// A row where nobody sends reports its idle cost, with no per-packet figures (they would
+    /// divide by zero packets) and no side-by-side ratio.
+    #[test]
+    fn a_muted_row_reports_its_idle_cost() {
+        let report = Report {
+            date: "today".into(),
+            machine: "test".into(),
+            rows: vec![
+                measured(
+                    "rtcd",
+                    Row::new("big", "1 x 1000", 1, 1000, 2),
+                    0.5,
+                    1_000_000,
+                ),
+                measured(
+                    "janus",
+                    Row::new("big", "1 x 1000", 1, 1000, 2),
+                    0.9,
+                    500_000,
+                ),
+                measured("rtcd", Row::new("idle", "muted", 1, 1000, 0), 0.09, 0),
+                measured("janus", Row::new("idle", "muted", 1, 1000, 0), 0.2, 0),
+            ],
+            ceiling_200: None,
+            ceiling_1200: None,
+            notes: Vec::new(),
+        };
+        let md = report.markdown();
+        let idle_row = md
+            .lines()
+            .find(|l| l.starts_with("| rtcd | idle |"))
+            .unwrap();
+        assert!(
+            idle_row.contains("| — | — | 9.0% | 50.0 MB | 0 | — | — |"),
+            "{idle_row}"
+        );
+        assert!(
+            md.contains("rtcd, row idle (everyone connected, nobody sending): 9.0% of the core and 50.0 MB for 1000 participants, i.e. 90 µs"),
+            "{md}"
+        );
+        let side: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| big |") || l.starts_with("| idle |"))
+            .collect();
+        assert_eq!(
+            side.len(),
+            1,
+            "only the row with media is compared: {side:?}"
+        );
+        assert!(side[0].contains("| 5.00 | 18.00 | 3.60x |"), "{}", side[0]);
     }
 }

@@ -20,11 +20,20 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// How received media is handled.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RxMode {
     /// Count RTP from its clear header only; STUN, DTLS and RTCP go through the stack.
+    #[default]
     Count,
     /// Also decrypt and process every packet in the stack, as a real client.
     Full,

@@ -153,7 +153,7 @@ pub struct Steady {
     pub loadgen_cpu_share: f64,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct LoadResult {
     pub target: String,
     pub calls: usize,

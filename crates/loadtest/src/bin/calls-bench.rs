@@ -46,7 +46,7 @@ struct Args {
     /// Skip the Janus rows.
     #[arg(long)]
     no_janus: bool,
-    /// Only the rows whose name contains this text.
+    /// Only the row of this name, or else the rows whose name contains this text.
     #[arg(long)]
     only: Option<String>,
     /// Only render the report (Markdown and plots) again from this results.json.
@@ -69,6 +69,7 @@ fn rows(quick: bool) -> Vec<Row> {
         Row::new("1x250", "sweep", 1, 250, 2).sweep(),
         Row::new("1x500", "sweep", 1, 500, 2).sweep(),
         Row::new("1x1000", "1 x 1000, 2 unmuted", 1, 1000, 2).sweep(),
+        Row::new("1x1000-muted", "1 x 1000, all muted", 1, 1000, 0),
         Row::new("100x10", "100 x 10, 2 unmuted", 100, 10, 2),
         Row::new("500x2", "1000 x 2 (halved)", 500, 2, 2),
         Row::new("1x200+screen", "1 x 1000 + screen (1/5)", 1, 200, 1).screen(1),
@@ -156,10 +157,26 @@ fn real_main(a: Args) -> Result<(), String> {
         ceiling_1200: None,
         notes: Vec::new(),
     };
-    let rows: Vec<Row> = rows(a.quick)
+    let all = rows(a.quick);
+    // A row's exact name picks that row alone (`1x1000`, not `1x1000-muted` too).
+    let exact = a
+        .only
+        .as_deref()
+        .is_some_and(|o| all.iter().any(|r| r.name == o));
+    let rows: Vec<Row> = all
         .into_iter()
-        .filter(|r| a.only.as_deref().is_none_or(|o| r.name.contains(o)))
+        .filter(|r| match a.only.as_deref() {
+            None => true,
+            Some(o) if exact => r.name == o,
+            Some(o) => r.name.contains(o),
+        })
         .collect();
+    if rows.is_empty() {
+        return Err(format!(
+            "no row matches --only {:?}",
+            a.only.unwrap_or_default()
+        ));
+    }
     for (i, row) in rows.iter().enumerate() {
         eprintln!(
             "[{}/{}] {}: {} calls x {} participants, {} unmuted, {} screen",
