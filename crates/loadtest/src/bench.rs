@@ -53,6 +53,11 @@ impl Row {
     pub fn total(&self) -> usize {
         self.calls * self.participants
     }
+
+    /// Somebody sends: a row with no media has no delivery or per-packet figures.
+    pub fn has_media(&self) -> bool {
+        self.unmuted + self.screen > 0
+    }
 }
 
 /// CPU (user + system, seconds) and memory of a process, from `/proc`.
@@ -197,9 +202,8 @@ impl Report {
         );
         for m in &self.rows {
             let l = &m.load;
-            // A row where nobody sends has no delivery or per-packet figures, only its cost.
             let media = |cell: String| {
-                if m.row.unmuted + m.row.screen > 0 {
+                if m.row.has_media() {
                     cell
                 } else {
                     "—".into()
@@ -227,7 +231,7 @@ impl Report {
         for m in self
             .rows
             .iter()
-            .filter(|m| m.row.unmuted + m.row.screen == 0 && m.row.total() > 0)
+            .filter(|m| !m.row.has_media() && m.row.total() > 0)
         {
             let _ = writeln!(
                 s,
@@ -251,7 +255,7 @@ impl Report {
         for m in self
             .rows
             .iter()
-            .filter(|m| m.sfu == "rtcd" && m.row.unmuted + m.row.screen > 0)
+            .filter(|m| m.sfu == "rtcd" && m.row.has_media())
         {
             if let Some(j) = find(&self.rows, "janus", &m.row.name) {
                 let ratio = if m.cpu_seconds_per_million > 0.0 {

@@ -12,7 +12,7 @@
 //! under test, whose core would otherwise pay for the load generator's wake-ups, a cost a real
 //! deployment leaves on the clients' machines (and `udp-ceiling`'s sink avoids the same way).
 
-use calls_sfu::udp::mmsg;
+use calls_sfu::udp::mmsg::{self, set_int};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -126,7 +126,8 @@ impl SharedNet {
             .map_err(|e| format!("bind 0.0.0.0: {e}"))?;
         sock.set_nonblocking(true).map_err(|e| e.to_string())?;
         let port = sock.local_addr().map_err(|e| e.to_string())?.port();
-        set_int(&sock, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        set_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
             .map_err(|e| format!("IP_PKTINFO: {e}"))?;
         for (force, plain) in [
             (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
@@ -134,8 +135,8 @@ impl SharedNet {
         ] {
             // The forcing variant needs CAP_NET_ADMIN; without it the plain one is capped by
             // net.core.[rw]mem_max, which only means drops under the heaviest rows.
-            if set_int(&sock, libc::SOL_SOCKET, force, SOCKET_BUFFER as i32).is_err() {
-                let _ = set_int(&sock, libc::SOL_SOCKET, plain, SOCKET_BUFFER as i32);
+            if set_int(fd, libc::SOL_SOCKET, force, SOCKET_BUFFER as i32).is_err() {
+                let _ = set_int(fd, libc::SOL_SOCKET, plain, SOCKET_BUFFER as i32);
             }
         }
         Ok(SharedNet {
@@ -238,25 +239,6 @@ impl SharedNet {
                 }
             }
         }
-    }
-}
-
-fn set_int(sock: &std::net::UdpSocket, level: i32, name: i32, v: i32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: passes a pointer to a live i32 and its size; the kernel only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            (&v as *const i32).cast(),
-            size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -64,20 +64,7 @@ fn never_fragment(s: &socket2::Socket, v6: bool) -> io::Result<()> {
             libc::IP_PMTUDISC_PROBE,
         )
     };
-    // SAFETY: the option value is a c_int that lives across the call; the length says so.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    mmsg::set_int(s.as_raw_fd(), level, name, value)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -288,12 +275,37 @@ fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::R
     }
 }
 
-/// Raw `recvmmsg`/`sendmmsg` over headers the caller prepares, without waiting; shared with the
-/// load tool's shared socket (`calls_loadtest::net`), which adds `IP_PKTINFO` control messages.
+/// Raw `recvmmsg`/`sendmmsg` over headers the caller prepares, without waiting, and the integer
+/// socket options socket2 has no setter for; shared with the load tool's shared socket
+/// (`calls_loadtest::net`), which adds `IP_PKTINFO` control messages.
 #[cfg(target_os = "linux")]
 pub mod mmsg {
     use std::io;
     use std::os::fd::RawFd;
+
+    /// `setsockopt` of one `int` option.
+    pub fn set_int(
+        fd: RawFd,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
+        // SAFETY: passes a pointer to a live c_int and its size; the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 
     /// Points `h` at one datagram: its address buffer and its one data buffer.
     pub fn point(

@@ -202,7 +202,7 @@ fn real_main(a: Args) -> Result<(), String> {
         // In Janus's VideoRoom a participant with nothing to publish and no publisher to
         // subscribe to has no peer connection at all, so a row without media would compare
         // rtcd's connected sessions with nothing.
-        if with_janus && row.unmuted + row.screen > 0 {
+        if with_janus && row.has_media() {
             match bench_janus(&ns, work.path(), row, &media_dir, duration) {
                 Ok(m) => {
                     eprintln!("{}", summary(&m));
