@@ -49,7 +49,8 @@ const TIMEOUT_ROUNDS: usize = 16;
 /// (up to this many packets per receiver) sits in memory until the shell sends it.
 const FLUSH_CHUNK: usize = 8;
 
-/// How long an audio-only peer's pacer and bandwidth-estimator deadlines may wait.
+/// How long an audio-only peer's pacer, bandwidth-estimator and transport-feedback deadlines may
+/// wait.
 ///
 /// - str0m's pacer asks for a pass right after every packet it releases, only to reopen its
 ///   gate; the core gives a receiver a pass of its own whenever it writes to it, and audio is
@@ -57,11 +58,16 @@ const FLUSH_CHUNK: usize = 8;
 /// - The estimator's delay controller asks for a pass every 25 ms, but an audio-only peer's
 ///   estimate has nothing to work on: voice on the fast path carries no transport-wide sequence
 ///   numbers, and only screen-share layers depend on the estimate.
+/// - str0m sends transport-wide feedback on what a peer published every 50 ms (a constant of
+///   str0m's). Each arriving packet runs the session's timers anyway, so while a voice peer
+///   speaks its feedback goes out on the pass of the first packet after the 50 ms, about every
+///   60 ms at 20 ms packets, without a timer pass of its own (at 500 calls × 2 those passes were
+///   10k a second, nearly all the timer passes). rtcd's pion sends this feedback every 100 ms;
+///   when the peer goes quiet, its last report goes out at most this late.
 ///
 /// With a thousand idle receivers those passes cost more than forwarding the voice. Whatever
 /// else such a deadline hides (RTCP reports, consent, SCTP timers) runs at most this late, which
-/// none of them minds; the TWCC and RTCP deadlines of their own are kept. Peers with video keep
-/// exact timing: their pacer paces.
+/// none of them minds. Peers with video keep exact timing: their pacer paces.
 const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
 
 /// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`].
@@ -70,6 +76,7 @@ fn deferrable(reason: str0m::Reason) -> bool {
     matches!(
         reason,
         Reason::Pacer(_)
+            | Reason::Twcc
             | Reason::BweDelayControl
             | Reason::BweProbeControl
             | Reason::BweProbeEstimator
@@ -392,6 +399,7 @@ pub struct Sfu {
     events: Vec<Event>,
     /// Voice packets sent on the fast path, for tests and benchmarks.
     voice_fast: u64,
+    timer_passes: u64,
     /// Spent datagram buffers handed back by the shell ([`Sfu::recycle`]), for the fast path.
     spare: Vec<Vec<u8>>,
 }
@@ -471,6 +479,12 @@ impl Sfu {
     /// How many receiver copies of voice packets went out on the fast path.
     pub fn voice_fast_packets(&self) -> u64 {
         self.voice_fast
+    }
+
+    /// How many times a session ran because its timer came due (each a pass through its str0m
+    /// session): a cost figure for tests and benchmarks.
+    pub fn timer_passes(&self) -> u64 {
+        self.timer_passes
     }
 
     pub fn session_count(&self) -> usize {
@@ -852,6 +866,7 @@ impl Sfu {
 
     /// One peer's due timer: str0m's, and the session's own deadlines.
     fn run_timeout(&mut self, id: PeerId, now: Instant) {
+        self.timer_passes += 1;
         let Some(p) = self.peers.get_mut(&id) else {
             return;
         };

@@ -801,6 +801,27 @@ fn speak(net: &mut Net, mic: Mid, n: u8) {
 }
 
 #[test]
+fn voice_feedback_rides_on_the_passes_its_packets_make() {
+    // A publisher of voice gets transport-wide feedback; str0m asks for it every 50 ms, but the
+    // packets arriving every 20 ms each run the session's timers anyway, so a voice-only
+    // session needs no timer pass of its own for it while it speaks.
+    let (mut net, mic) = voice_call();
+    let before = net.sfu.timer_passes();
+    net.run(Duration::from_secs(1));
+    let silent = net.sfu.timer_passes() - before;
+    speak(&mut net, mic, 10);
+    let before = net.sfu.timer_passes();
+    speak(&mut net, mic, 50);
+    let speaking = net.sfu.timer_passes() - before;
+    // The packets' own passes replace timer passes; str0m's feedback deadline alone would add
+    // 20 passes in that second.
+    assert!(
+        speaking <= silent,
+        "{speaking} timer passes in a second of voice, {silent} in a second of silence"
+    );
+}
+
+#[test]
 fn voice_reaches_an_ice_tcp_receiver_on_the_fast_path() {
     // C can only use ICE-TCP: the fast path must send its copies on the TCP pair str0m uses,
     // framed by the shell like str0m's own datagrams.
