@@ -188,7 +188,9 @@ impl Report {
              gathers on a veth pair and reaches them across it. CPU and memory come from `/proc/<pid>`, \
              sampled at both ends of \
              each row's steady phase (everyone joined, media flowing). *Forwarded* counts the RTP packets \
-             the participants received, the same way for both SFUs.\n",
+             the participants received, the same way for both SFUs. *p99 join→audio* runs from the later \
+             of a participant's join and the join of the first speaker it can hear (participants join \
+             call by call, so a call's second speaker can join long after its first).\n",
             self.date, self.machine
         );
         let _ = writeln!(s, "## Rows\n");

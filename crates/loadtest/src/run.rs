@@ -173,6 +173,7 @@ pub struct LoadResult {
     pub seeing_screen: usize,
     pub screen_viewers: usize,
     pub join_to_connected: Percentiles,
+    /// From the later of a participant's join and the join of the first speaker it can hear.
     pub join_to_first_audio: Percentiles,
     pub join_to_first_video: Percentiles,
     pub steady: Steady,
@@ -843,7 +844,9 @@ fn summarize(ctx: &Ctx, outcomes: Vec<Outcome>, steady: Steady) -> LoadResult {
         errors: ctx.live.errors.borrow().clone(),
     };
     let (mut conn, mut audio, mut video) = (vec![], vec![], vec![]);
-    for o in &outcomes {
+    let joins: Vec<(Slot, Instant)> = outcomes.iter().map(|o| (o.slot, o.joined_at)).collect();
+    let audio_from = audio_expected_from(&joins);
+    for (o, &from) in outcomes.iter().zip(&audio_from) {
         let s = &o.stats;
         r.rx_packets += s.packets;
         r.rx_bytes += s.bytes;
@@ -858,7 +861,7 @@ fn summarize(ctx: &Ctx, outcomes: Vec<Outcome>, steady: Steady) -> LoadResult {
                 r.hearing_all += 1;
             }
             if let Some(t) = s.first_audio {
-                audio.push(t - o.joined_at);
+                audio.push(t.saturating_duration_since(from));
             }
         }
         if o.slot.see_screen {
@@ -881,6 +884,36 @@ fn summarize(ctx: &Ctx, outcomes: Vec<Outcome>, steady: Steady) -> LoadResult {
         0.0
     };
     r
+}
+
+/// When audio could first reach each participant: its own join or, if later, the join of the
+/// first other speaker of its call.
+///
+/// Participants join call-major, so a call's second speaker joins a whole round of calls after
+/// its first (10 s later at 500 calls and 50 joins a second). Timed from its own join, the first
+/// speaker's wait would measure that schedule, not the SFU.
+fn audio_expected_from(joins: &[(Slot, Instant)]) -> Vec<Instant> {
+    let mut speakers: std::collections::HashMap<usize, Vec<(usize, Instant)>> =
+        std::collections::HashMap::new();
+    for (slot, at) in joins.iter().filter(|(s, _)| s.speaker) {
+        speakers
+            .entry(slot.call)
+            .or_default()
+            .push((slot.user, *at));
+    }
+    joins
+        .iter()
+        .map(|(slot, at)| {
+            let first_other = speakers
+                .get(&slot.call)
+                .into_iter()
+                .flatten()
+                .filter(|(user, _)| *user != slot.user)
+                .map(|(_, t)| *t)
+                .min();
+            first_other.map_or(*at, |t| t.max(*at))
+        })
+        .collect()
 }
 
 fn progress_bar(enabled: bool, total: usize) -> Option<indicatif::ProgressBar> {
@@ -975,4 +1008,38 @@ pub fn table(r: &LoadResult) -> String {
         row("error", e.clone());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot_of(call: usize, user: usize, speaker: bool) -> Slot {
+        Slot {
+            call,
+            user,
+            speaker,
+            sharer: false,
+            camera: false,
+            hear: 1,
+            see_screen: false,
+        }
+    }
+
+    #[test]
+    fn audio_is_timed_from_when_a_speaker_is_in_the_call() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let joins = [
+            (slot_of(0, 0, true), t0),         // waits for the other speaker
+            (slot_of(0, 1, true), t0 + s(10)), // the first speaker is already in
+            (slot_of(0, 2, false), t0 + s(1)), // a listener after the first speaker
+            (slot_of(1, 2, false), t0),        // a listener before any speaker of call 1
+            (slot_of(1, 0, true), t0 + s(3)),  // call 1's only speaker: nobody to hear
+        ];
+        assert_eq!(
+            audio_expected_from(&joins),
+            [t0 + s(10), t0 + s(10), t0 + s(1), t0 + s(3), t0 + s(3)]
+        );
+    }
 }
