@@ -1,11 +1,12 @@
 //! One simulated WebRTC endpoint, sans-IO: a str0m client in RTP mode that offers or answers,
 //! sends sample media on its own timeline and counts what it receives.
 //!
-//! Receiving is where a load generator can become the bottleneck, so in [`RxMode::Count`] RTP is
+//! Receiving is where a load generator can become the bottleneck, so in [`RxMode::Count`] voice is
 //! counted from its header (sequence number and SSRC travel in clear in SRTP) and never
-//! decrypted; STUN, DTLS and RTCP still go through str0m, which keeps ICE consent and RTCP alive.
-//! [`RxMode::Full`] hands every packet to str0m as well, as a real client would (receiver
-//! reports, NACKs and TWCC feedback then flow back to the SFU).
+//! decrypted; video, STUN, DTLS and RTCP still go through str0m, which keeps ICE consent and
+//! RTCP alive and answers video with the feedback the SFU's bandwidth estimate needs.
+//! [`RxMode::Full`] hands every packet to str0m, as a real client would (receiver reports,
+//! NACKs and TWCC feedback then flow back to the SFU for voice too).
 
 use crate::media::Clip;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RxMode {
-    /// Count RTP from its clear header only; STUN, DTLS and RTCP go through the stack.
+    /// Count voice from its clear header only; video, STUN, DTLS and RTCP go through the stack.
     #[default]
     Count,
     /// Also decrypt and process every packet in the stack, as a real client.
@@ -343,7 +344,11 @@ impl Peer {
             }
             let tracked = (audio || Some(pt) == self.vp8_pt).then_some(audio);
             s.on_rtp(ssrc, seq, tracked);
-            if self.rx_mode == RxMode::Count {
+            // Video still goes through the stack: a browser answers it with the transport-wide
+            // feedback, receiver reports and NACKs that the SFU's bandwidth estimate lives on,
+            // and that estimate paces the video and picks screen layers. Without it the
+            // estimate stays at its floor, and the SFU spends its time pacing a standing queue.
+            if self.rx_mode == RxMode::Count && audio {
                 return;
             }
         }
