@@ -48,6 +48,10 @@ pub struct SendPlan {
     pub audio: Option<Arc<Clip>>,
     /// Screen share as simulcast `l` and `h` layers, under this MediaStream ID.
     pub screen: Option<(String, Arc<Clip>, Arc<Clip>)>,
+    /// Offer the screen's `h` layer first. Janus's VideoRoom takes the first rid of an offer for
+    /// the highest quality (its documented convention) and by default forwards the highest; the
+    /// Calls clients list `l` first, and rtcd goes by the names.
+    pub high_layer_first: bool,
     /// Camera video under this MediaStream ID.
     pub video: Option<(String, Arc<Clip>)>,
 }
@@ -245,8 +249,14 @@ impl Peer {
         }
         if let Some((id, l, h)) = &self.plan.screen {
             let mut sim = Simulcast::new();
-            sim.add_send_layer(SimulcastLayer::new("l"));
-            sim.add_send_layer(SimulcastLayer::new("h"));
+            let order = if self.plan.high_layer_first {
+                ["h", "l"]
+            } else {
+                ["l", "h"]
+            };
+            for rid in order {
+                sim.add_send_layer(SimulcastLayer::new(rid));
+            }
             let mid = api.add_media(
                 MediaKind::Video,
                 Direction::SendOnly,

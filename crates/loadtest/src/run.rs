@@ -534,6 +534,7 @@ fn plan(ctx: &Ctx, slot: Slot, data_channel: bool) -> SendPlan {
             .clone()
             .filter(|_| slot.camera)
             .map(|v| (stream("video"), v)),
+        high_layer_first: false,
     }
 }
 
@@ -615,7 +616,10 @@ async fn participant_janus(
     let room = room_of(slot.call);
     let joined_at = Instant::now();
     ctx.live.joined.set(ctx.live.joined.get() + 1);
-    let plan = plan(&ctx, slot, false);
+    let plan = SendPlan {
+        high_layer_first: true,
+        ..plan(&ctx, slot, false)
+    };
     let publishes = plan.audio.is_some() || plan.screen.is_some() || plan.video.is_some();
     let (_never, mut quiet) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (_never2, mut quiet2) = tokio::sync::mpsc::unbounded_channel::<()>();
