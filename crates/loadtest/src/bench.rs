@@ -60,12 +60,57 @@ impl Row {
     }
 }
 
-/// CPU (user + system, seconds) and memory of a process, from `/proc`.
+/// CPU (user + system, seconds) and memory of a process, from `/proc`, and the datagrams its
+/// network namespace's UDP sockets dropped on arrival (their receive buffers were full).
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct ProcSample {
     pub cpu_seconds: f64,
     pub rss_mb: f64,
     pub peak_rss_mb: f64,
+    /// Dropped at the process's own UDP sockets.
+    #[serde(default)]
+    pub own_socket_drops: u64,
+    /// Dropped at the namespace's other UDP sockets: in the harness, the load generator's.
+    #[serde(default)]
+    pub other_socket_drops: u64,
+}
+
+/// The `drops` of the UDP sockets in a `/proc/net/udp` or `udp6` table, split between the sockets
+/// whose inode is in `own` and the others.
+pub fn socket_drops(table: &str, own: &std::collections::HashSet<u64>) -> (u64, u64) {
+    let (mut mine, mut others) = (0, 0);
+    // Columns: sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops.
+    for f in table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    {
+        let (Some(inode), Some(drops)) = (
+            f.get(9).and_then(|v| v.parse::<u64>().ok()),
+            f.get(12).and_then(|v| v.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if own.contains(&inode) {
+            mine += drops;
+        } else {
+            others += drops;
+        }
+    }
+    (mine, others)
+}
+
+/// The inodes of the sockets a process holds open.
+fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
 }
 
 pub fn sample_proc(pid: u32) -> Result<ProcSample, String> {
@@ -88,11 +133,46 @@ pub fn sample_proc(pid: u32) -> Result<ProcSample, String> {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    // The tables are the namespace's, as the process sees it.
+    let own = socket_inodes(pid);
+    let (mut own_socket_drops, mut other_socket_drops) = (0, 0);
+    for table in ["udp", "udp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        let (a, b) = socket_drops(&t, &own);
+        own_socket_drops += a;
+        other_socket_drops += b;
+    }
     Ok(ProcSample {
         cpu_seconds,
         rss_mb: kb("VmRSS:") / 1024.0,
         peak_rss_mb: kb("VmHWM:") / 1024.0,
+        own_socket_drops,
+        other_socket_drops,
     })
+}
+
+/// What the SFU's own metrics counted over the steady phase (rtcd's; Janus has none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SfuCounters {
+    /// Datagrams sent.
+    pub sent: Option<f64>,
+    /// Datagrams read but shed by the SFU's ingress queue when overloaded.
+    pub shed: Option<f64>,
+    /// Datagrams the SFU could not send (socket buffer full).
+    pub unsent: Option<f64>,
+}
+
+/// Datagrams lost per second in a row's steady phase, by where they were dropped.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+pub struct Drops {
+    /// At the SFU's sockets, which were full: the SFU did not read them in time.
+    pub sfu_socket: f64,
+    /// Read by the SFU, then shed by its own ingress queue (rtcd only).
+    pub sfu_shed: Option<f64>,
+    /// Not sent by the SFU: its socket's send buffer was full (rtcd only).
+    pub sfu_unsent: Option<f64>,
+    /// At the load generator's sockets: the generator did not read them in time.
+    pub generator_socket: f64,
 }
 
 /// One row measured on one SFU.
@@ -115,6 +195,9 @@ pub struct Measured {
     pub pps_per_core: f64,
     pub cpu_seconds_per_million: f64,
     pub kb_per_participant: f64,
+    /// Where datagrams were dropped in the steady phase (absent from results before it existed).
+    #[serde(default)]
+    pub drops: Drops,
 }
 
 impl Measured {
@@ -124,9 +207,10 @@ impl Measured {
         load: LoadResult,
         before: ProcSample,
         after: ProcSample,
-        sent: Option<f64>,
+        counters: SfuCounters,
     ) -> Measured {
         let secs = load.steady.seconds.max(1e-9);
+        let per_second = |n: u64, m: u64| n.saturating_sub(m) as f64 / secs;
         let cpu = (after.cpu_seconds - before.cpu_seconds).max(0.0);
         let pps = load.steady.rx_pps;
         let million = load.steady.rx_packets as f64 / 1e6;
@@ -137,10 +221,16 @@ impl Measured {
             sfu_rss_mb: after.rss_mb,
             sfu_peak_rss_mb: after.peak_rss_mb,
             forwarded_pps: pps,
-            sent_pps: sent.map(|s| s / secs),
+            sent_pps: counters.sent.map(|s| s / secs),
             pps_per_core: if cpu > 0.0 { pps / (cpu / secs) } else { 0.0 },
             cpu_seconds_per_million: if million > 0.0 { cpu / million } else { 0.0 },
             kb_per_participant: after.rss_mb * 1024.0 / row.total().max(1) as f64,
+            drops: Drops {
+                sfu_socket: per_second(after.own_socket_drops, before.own_socket_drops),
+                sfu_shed: counters.shed.map(|n| n / secs),
+                sfu_unsent: counters.unsent.map(|n| n / secs),
+                generator_socket: per_second(after.other_socket_drops, before.other_socket_drops),
+            },
             row,
             load,
         }
@@ -246,6 +336,36 @@ impl Report {
                 m.sfu_rss_mb,
                 m.row.total(),
                 m.sfu_cpu_share * 1e6 / m.row.total() as f64,
+            );
+        }
+        let _ = writeln!(s, "\n## Where datagrams were dropped\n");
+        let _ = writeln!(
+            s,
+            "Per second of the steady phase, from the kernel's per-socket `drops` (`/proc/net/udp`: a \
+             receive buffer was full) and rtcd's own counters (`{}`, `{}`). Whoever drops is the one \
+             that did not keep up: drops at the generator's socket would mean the load tool, not the \
+             SFU, limited the row.\n",
+            calls_sfu::metrics::UDP_INGRESS_DROPPED,
+            calls_sfu::metrics::UDP_DROPPED
+        );
+        let _ = writeln!(
+            s,
+            "| SFU | row | forwarded pkt/s | at the SFU's socket | shed by the SFU | not sent by the SFU | at the generator's socket |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+        let opt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.0}"));
+        for m in self.rows.iter().filter(|m| m.row.has_media()) {
+            let d = &m.drops;
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {:.0} |",
+                m.sfu,
+                m.row.name,
+                m.forwarded_pps,
+                d.sfu_socket,
+                opt(d.sfu_shed),
+                opt(d.sfu_unsent),
+                d.generator_socket
             );
         }
         let _ = writeln!(s, "\n## Side by side\n");
@@ -428,6 +548,37 @@ mod tests {
         assert!(sample_proc(u32::MAX).is_err());
     }
 
+    /// Drops are split by socket owner; lines that are not socket rows are skipped.
+    #[test]
+    fn socket_drops_are_split_by_owner() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
+ 1986: 00000000:955D 00000000:0000 07 00000000:00067180 00:00000000 00000000     0        0 484018 2 00000000a339f518 7        
+ 4960: 0101CB0A:20FB 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 484808 2 000000009d2e85cd 13734    
+ 4961: 0101CB0A:20FC 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 484809 2 000000009d2e85ce 6    
+ garbage
+";
+        let own: std::collections::HashSet<u64> = [484808, 484809].into();
+        assert_eq!(socket_drops(table, &own), (13740, 7));
+        assert_eq!(socket_drops("", &own), (0, 0));
+    }
+
+    /// The harness's own process holds a UDP socket: it is found among the namespace's sockets
+    /// and counted as the process's own.
+    #[test]
+    fn own_sockets_are_found() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inodes = socket_inodes(std::process::id());
+        assert!(!inodes.is_empty());
+        let table = std::fs::read_to_string("/proc/self/net/udp").unwrap();
+        let port = format!(":{:04X} ", sock.local_addr().unwrap().port());
+        let row = table
+            .lines()
+            .find(|l| l.contains(&port))
+            .expect("our socket is listed");
+        let inode: u64 = row.split_whitespace().nth(9).unwrap().parse().unwrap();
+        assert!(inodes.contains(&inode), "{inode} not in {inodes:?}");
+    }
+
     fn measured(sfu: &str, row: Row, cpu: f64, rx_packets: u64) -> Measured {
         let mut load = LoadResult {
             listeners: if row.unmuted > 0 { row.total() } else { 0 },
@@ -442,8 +593,9 @@ mod tests {
             cpu_seconds: cpu * 10.0,
             rss_mb: 50.0,
             peak_rss_mb: 50.0,
+            ..Default::default()
         };
-        Measured::new(sfu, row, load, before, after, None)
+        Measured::new(sfu, row, load, before, after, SfuCounters::default())
     }
 
     /// A row where nobody sends reports its idle cost, with no per-packet figures (they would
@@ -496,5 +648,53 @@ mod tests {
             "only the row with media is compared: {side:?}"
         );
         assert!(side[0].contains("| 5.00 | 18.00 | 3.60x |"), "{}", side[0]);
+        let drops: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("## Where datagrams were dropped"))
+            .filter(|l| l.starts_with("| rtcd |") || l.starts_with("| janus |"))
+            .collect();
+        assert_eq!(
+            drops,
+            [
+                "| rtcd | big | 100000 | 0 | — | — | 0 |",
+                "| janus | big | 50000 | 0 | — | — | 0 |"
+            ],
+            "only rows with media, and counters not read shown as such"
+        );
+    }
+
+    /// Drops between the two samples become rates over the steady phase.
+    #[test]
+    fn drops_are_rates_over_the_steady_phase() {
+        let mut load = LoadResult::default();
+        load.steady.seconds = 10.0;
+        let before = ProcSample {
+            own_socket_drops: 100,
+            other_socket_drops: 5,
+            ..Default::default()
+        };
+        let after = ProcSample {
+            own_socket_drops: 1100,
+            other_socket_drops: 5,
+            ..Default::default()
+        };
+        let counters = SfuCounters {
+            sent: Some(5000.0),
+            shed: Some(200.0),
+            unsent: Some(0.0),
+        };
+        let m = Measured::new(
+            "rtcd",
+            Row::new("r", "r", 1, 2, 2),
+            load,
+            before,
+            after,
+            counters,
+        );
+        assert_eq!(m.drops.sfu_socket, 100.0);
+        assert_eq!(m.drops.generator_socket, 0.0);
+        assert_eq!(m.drops.sfu_shed, Some(20.0));
+        assert_eq!(m.drops.sfu_unsent, Some(0.0));
+        assert_eq!(m.sent_pps, Some(500.0));
     }
 }

@@ -66,6 +66,7 @@ pub fn describe() {
     describe_histogram!(RTC_CLIENT_LOSS, "Client-reported packet loss rate");
     describe_histogram!(RTC_CLIENT_RTT, "Client-reported round-trip time");
     describe_histogram!(RTC_CLIENT_JITTER, "Client-reported jitter");
+    calls_sfu::metrics::describe();
 }
 
 pub fn ws_connection(client_id: &str, delta: f64) {

@@ -118,6 +118,18 @@ async fn version_system_metrics_and_go_404s() {
     ] {
         assert!(m.body.contains(series), "missing {series}");
     }
+    // The media plane's drop counters exist before anything is dropped.
+    for series in [
+        "rtcd_rtc_udp_datagrams_sent_total 0",
+        "rtcd_rtc_udp_datagrams_dropped_total 0",
+        "rtcd_rtc_udp_ingress_dropped_total 0",
+    ] {
+        assert!(
+            m.body.lines().any(|l| l == series),
+            "missing {series}:\n{}",
+            m.body
+        );
+    }
 }
 
 #[tokio::test]

@@ -63,3 +63,21 @@ pub const UDP_INGRESS_DROPPED: &str = "rtcd_rtc_udp_ingress_dropped_total";
 pub fn ingress_dropped(n: usize) {
     counter!(UDP_INGRESS_DROPPED).increment(n as u64);
 }
+
+/// Describes the media plane's own counters and shows them at zero from the start, so that a
+/// scrape (or a `rate()` over it) sees "nothing dropped" rather than no series at all.
+pub fn describe() {
+    use metrics::describe_counter;
+    describe_counter!(UDP_SENT, "UDP datagrams the media plane sent");
+    describe_counter!(
+        UDP_DROPPED,
+        "UDP datagrams the media plane could not send (socket send buffer full)"
+    );
+    describe_counter!(
+        UDP_INGRESS_DROPPED,
+        "UDP datagrams received but shed because the media plane was overloaded"
+    );
+    for name in [UDP_SENT, UDP_DROPPED, UDP_INGRESS_DROPPED] {
+        counter!(name).increment(0);
+    }
+}

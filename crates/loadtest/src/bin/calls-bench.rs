@@ -4,10 +4,10 @@
 //! and stops the SFU by its PID. Then the same rows against Janus's VideoRoom, the raw UDP
 //! ceiling of core 1, and the report (Markdown, JSON, PNG plots).
 
-use calls_loadtest::bench::{Measured, ProcSample, Report, Row, sample_proc};
+use calls_loadtest::bench::{Measured, ProcSample, Report, Row, SfuCounters, sample_proc};
 use calls_loadtest::peer::RxMode;
 use calls_loadtest::rtcd::Credentials;
-use calls_loadtest::run::{self, LoadConfig, Phase, Target};
+use calls_loadtest::run::{self, LoadConfig, Target};
 use calls_testkit::{Daemon, NetNs};
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -291,34 +291,40 @@ fn load_config(
 }
 
 /// Runs the load on a thread inside the namespace, pinned to the generator's core, sampling
-/// `pid` at both ends of the steady phase (and `sent`, a counter of the SFU's, when given).
+/// `pid` at both ends of the steady phase, and rtcd's own counters when `rtcd_metrics`.
 fn measure(
     ns: &NetNs,
     pid: u32,
     cfg: LoadConfig,
-    sent: Option<&'static str>,
-) -> Result<(run::LoadResult, ProcSample, ProcSample, Option<f64>), String> {
+    rtcd_metrics: bool,
+) -> Result<(run::LoadResult, ProcSample, ProcSample, SfuCounters), String> {
+    use calls_sfu::metrics::{UDP_DROPPED, UDP_INGRESS_DROPPED, UDP_SENT};
+    const NAMES: [&str; 3] = [UDP_SENT, UDP_INGRESS_DROPPED, UDP_DROPPED];
     std::thread::scope(|s| {
         s.spawn(|| {
             enter_netns(ns)?;
             calls_loadtest::affinity::pin(LOAD_CORE)?;
             let mut samples = Vec::new();
-            let mut counters = Vec::new();
-            let result = run::run(cfg, &mut |phase| {
+            let mut scraped = Vec::new();
+            let result = run::run(cfg, &mut |_phase| {
                 samples.push(sample_proc(pid));
-                if let Some(name) = sent {
-                    counters.push(scrape(name));
+                if rtcd_metrics {
+                    scraped.push(scrape(&NAMES));
                 }
-                let _ = phase == Phase::SteadyEnd;
             })?;
             let (Some(Ok(before)), Some(Ok(after))) = (samples.first(), samples.get(1)) else {
                 return Err("the SFU exited during the run".to_string());
             };
-            let sent = match (counters.first(), counters.get(1)) {
-                (Some(Some(a)), Some(Some(b))) => Some(b - a),
+            let delta = |i: usize| match (scraped.first(), scraped.get(1)) {
+                (Some(a), Some(b)) => Some(b[i]? - a[i]?),
                 _ => None,
             };
-            Ok((result, *before, *after, sent))
+            let counters = SfuCounters {
+                sent: delta(0),
+                shed: delta(1),
+                unsent: delta(2),
+            };
+            Ok((result, *before, *after, counters))
         })
         .join()
         .map_err(|_| "load thread panicked".to_string())?
@@ -330,21 +336,32 @@ fn enter_netns(ns: &NetNs) -> Result<(), String> {
     calls_loadtest::janus::enter_netns(&ns.0).map_err(|e| format!("setns {}: {e}", ns.0))
 }
 
-/// The sum of a counter's series on rtcd's `/metrics` (inside the namespace).
-fn scrape(name: &str) -> Option<f64> {
+/// The sum of each counter's series on rtcd's `/metrics` (inside the namespace); `None` for a
+/// counter rtcd has not registered yet (nothing counted) or when the scrape failed.
+fn scrape<const N: usize>(names: &[&str; N]) -> [Option<f64>; N] {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", 8045)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: rtcd\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let values: Vec<f64> = body
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+    let body = (|| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", 8045)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: rtcd\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    })();
+    names.map(|name| {
+        let body = body.as_ref()?;
+        let values: Vec<f64> = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    })
 }
 
 fn bench_rtcd(
@@ -381,19 +398,19 @@ fn bench_rtcd(
         },
     };
     let cfg = load_config(target, LOAD_IP, row, media_dir, duration);
-    let res = measure(ns, d.pid(), cfg, Some(calls_sfu::metrics::UDP_SENT));
+    let res = measure(ns, d.pid(), cfg, true);
     if let Err(e) = d.stop_within(Duration::from_secs(30)) {
         eprintln!("  {e}");
         notes.push(format!("row {}: {e}", row.name));
     }
-    let (load, before, after, sent) = res?;
+    let (load, before, after, counters) = res?;
     Ok(Measured::new(
         "rtcd",
         row.clone(),
         load,
         before,
         after,
-        sent,
+        counters,
     ))
 }
 
@@ -430,18 +447,18 @@ fn bench_janus(
         media_dir,
         duration,
     );
-    let res = wait_port(ns, 8188).and_then(|_| measure(ns, pid, cfg, None));
+    let res = wait_port(ns, 8188).and_then(|_| measure(ns, pid, cfg, false));
     // SAFETY: signals only the child we started, by its PID.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
-    let (load, before, after, _) = res?;
+    let (load, before, after, counters) = res?;
     Ok(Measured::new(
         "janus",
         row.clone(),
         load,
         before,
         after,
-        None,
+        counters,
     ))
 }
 
