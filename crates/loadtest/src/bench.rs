@@ -100,8 +100,17 @@ pub fn socket_drops(table: &str, own: &std::collections::HashSet<u64>) -> (u64, 
     (mine, others)
 }
 
-/// The inodes of the sockets a process holds open.
-fn socket_inodes(pid: u32) -> std::collections::HashSet<u64> {
+/// [`socket_drops`] over the IPv4 and IPv6 tables of the namespace whose `/proc/.../net` is `net`.
+pub(crate) fn namespace_drops(net: &str, own: &std::collections::HashSet<u64>) -> (u64, u64) {
+    ["udp", "udp6"].iter().fold((0, 0), |(a, b), table| {
+        let t = std::fs::read_to_string(format!("{net}/{table}")).unwrap_or_default();
+        let (x, y) = socket_drops(&t, own);
+        (a + x, b + y)
+    })
+}
+
+/// The inodes of the sockets a process (`self` or a PID) holds open.
+pub(crate) fn socket_inodes(pid: &str) -> std::collections::HashSet<u64> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Default::default();
     };
@@ -134,14 +143,10 @@ pub fn sample_proc(pid: u32) -> Result<ProcSample, String> {
             .unwrap_or(0.0)
     };
     // The tables are the namespace's, as the process sees it.
-    let own = socket_inodes(pid);
-    let (mut own_socket_drops, mut other_socket_drops) = (0, 0);
-    for table in ["udp", "udp6"] {
-        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
-        let (a, b) = socket_drops(&t, &own);
-        own_socket_drops += a;
-        other_socket_drops += b;
-    }
+    let (own_socket_drops, other_socket_drops) = namespace_drops(
+        &format!("/proc/{pid}/net"),
+        &socket_inodes(&pid.to_string()),
+    );
     Ok(ProcSample {
         cpu_seconds,
         rss_mb: kb("VmRSS:") / 1024.0,
@@ -567,7 +572,7 @@ mod tests {
     #[test]
     fn own_sockets_are_found() {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let inodes = socket_inodes(std::process::id());
+        let inodes = socket_inodes("self");
         assert!(!inodes.is_empty());
         let table = std::fs::read_to_string("/proc/self/net/udp").unwrap();
         let port = format!(":{:04X} ", sock.local_addr().unwrap().port());

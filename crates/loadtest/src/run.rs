@@ -151,6 +151,20 @@ pub struct Steady {
     /// CPU the generator's thread used, in seconds and as a share of one core.
     pub loadgen_cpu_seconds: f64,
     pub loadgen_cpu_share: f64,
+    /// Datagrams the generator's own sockets dropped because it did not read them in time: the
+    /// generator, not the SFU, lost those.
+    #[serde(default)]
+    pub loadgen_socket_drops: u64,
+}
+
+/// The datagrams this process's UDP sockets have dropped on arrival, in the calling thread's
+/// network namespace (the harness runs the load on a thread that entered one).
+fn own_socket_drops() -> u64 {
+    crate::bench::namespace_drops(
+        "/proc/thread-self/net",
+        &crate::bench::socket_inodes("self"),
+    )
+    .0
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
@@ -453,6 +467,7 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
     on_phase(Phase::SteadyStart);
     let t0 = Instant::now();
     let cpu0 = crate::affinity::thread_cpu_seconds();
+    let drops0 = own_socket_drops();
     let (rx0, bytes0, tx0) = (
         ctx.live.rx_packets.get(),
         ctx.live.rx_bytes.get(),
@@ -470,6 +485,7 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
     let rx = ctx.live.rx_packets.get() - rx0;
     let bytes = ctx.live.rx_bytes.get() - bytes0;
     let tx = ctx.live.tx_packets.get() - tx0;
+    let drops = own_socket_drops().saturating_sub(drops0);
     on_phase(Phase::SteadyEnd);
     let _ = end_tx.send(true);
     let mut outcomes = Vec::with_capacity(total);
@@ -499,6 +515,7 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
         tx_pps: tx as f64 / secs,
         loadgen_cpu_seconds: cpu,
         loadgen_cpu_share: cpu / secs,
+        loadgen_socket_drops: drops,
     };
     Ok(summarize(&ctx, outcomes, steady))
 }
@@ -947,6 +964,9 @@ fn update_bar(bar: &Option<indicatif::ProgressBar>, ctx: &Ctx, phase: &str) {
 }
 
 /// The summary table printed at the end of a run.
+/// The share of its core past which the generator may itself be what limits a run.
+const LOADGEN_BUSY: f64 = 0.9;
+
 pub fn table(r: &LoadResult) -> String {
     let mut s = String::new();
     let mut row = |k: &str, v: String| s.push_str(&format!("{k:<28} {v}\n"));
@@ -1008,6 +1028,21 @@ pub fn table(r: &LoadResult) -> String {
             r.rx_mode
         ),
     );
+    row(
+        "load generator drops",
+        format!(
+            "{} datagrams dropped at its own sockets in the steady phase",
+            r.steady.loadgen_socket_drops
+        ),
+    );
+    if r.steady.loadgen_socket_drops > 0 || r.steady.loadgen_cpu_share > LOADGEN_BUSY {
+        row(
+            "warning",
+            "the load generator was at its limit: it may have lost or delayed media itself; \
+             run fewer participants per generator, or several generators"
+                .into(),
+        );
+    }
     for e in &r.errors {
         row("error", e.clone());
     }
@@ -1017,6 +1052,36 @@ pub fn table(r: &LoadResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Datagrams that overflow one of the process's sockets are counted as the generator's own
+    /// drops (loopback only).
+    #[test]
+    fn overflowing_an_own_socket_counts_as_a_generator_drop() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = own_socket_drops();
+        // Far more than a receive buffer holds: nobody reads `rx`.
+        for _ in 0..2000 {
+            let _ = tx.send_to(&[0u8; 1000], rx.local_addr().unwrap());
+        }
+        let dropped = own_socket_drops() - before;
+        assert!(dropped > 1000, "{dropped} drops counted");
+    }
+
+    #[test]
+    fn the_summary_warns_when_the_generator_was_the_limit() {
+        let mut r = LoadResult::default();
+        r.steady.loadgen_cpu_share = 0.5;
+        let t = table(&r);
+        let line = format!("{:<28} 0 datagrams dropped", "load generator drops");
+        assert!(t.contains(&line), "{t}");
+        assert!(!t.contains("warning"), "{t}");
+        r.steady.loadgen_socket_drops = 3;
+        assert!(table(&r).contains("warning"));
+        r.steady.loadgen_socket_drops = 0;
+        r.steady.loadgen_cpu_share = 0.95;
+        assert!(table(&r).contains("warning"));
+    }
 
     fn slot_of(call: usize, user: usize, speaker: bool) -> Slot {
         Slot {
