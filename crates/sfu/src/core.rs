@@ -53,8 +53,8 @@ const FLUSH_CHUNK: usize = 8;
 /// wait.
 ///
 /// - str0m's pacer asks for a pass right after every packet it releases, only to reopen its
-///   gate, and every 40 ms besides, queue or no queue; the core gives a receiver a pass of its
-///   own whenever it writes to it, and audio is never paced.
+///   gate; the core gives a receiver a pass of its own whenever it writes to it, and audio is
+///   never paced.
 /// - The estimator's delay controller asks for a pass every 25 ms, but an audio-only peer's
 ///   estimate has nothing to work on: voice on the fast path carries no transport-wide sequence
 ///   numbers, and only screen-share layers depend on the estimate.
@@ -70,23 +70,7 @@ const FLUSH_CHUNK: usize = 8;
 /// none of them minds. Peers with video keep exact timing: their pacer paces.
 const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
 
-/// The slack of an audio-only session that is idle: settled (connected, data channel open, no
-/// negotiation under way) and silent for [`IDLE_AFTER`].
-///
-/// str0m's 40 ms pacer ticks are then nearly all of its passes: ten a second at
-/// [`AUDIO_ONLY_SLACK`], four at this; a thousand idle participants went from 8.7–9.7% to
-/// 5.7–7.6% of the core. What the longer wait hides is none of it on the media path: RTCP reports
-/// (their delay fields are computed when they are sent), consent expiry, SCTP's retransmission
-/// timers (a second or more already) and delayed acknowledgements of data-channel messages that
-/// get no reply (a ping's pong carries its acknowledgement at once). Its own last feedback went
-/// out within [`AUDIO_ONLY_SLACK`] of its last packet, before it counted as silent. A session
-/// that connects or negotiates keeps the shorter slack: its DTLS and SCTP timers pace its set-up.
-const IDLE_SLACK: Duration = Duration::from_millis(250);
-
-/// How long a session publishes nothing before it counts as silent.
-const IDLE_AFTER: Duration = Duration::from_secs(1);
-
-/// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`] (or [`IDLE_SLACK`]).
+/// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`].
 fn deferrable(reason: str0m::Reason) -> bool {
     use str0m::Reason;
     matches!(
@@ -261,8 +245,6 @@ struct Peer {
     /// Voice activity of the voice track, when its publisher negotiated audio levels.
     vad: Option<crate::vad::Vad>,
     disconnected_since: Option<Instant>,
-    /// When the session last published a media packet.
-    last_media_in: Option<Instant>,
     next_timeout: Option<Instant>,
     created: Instant,
     answered_at: Option<Instant>,
@@ -284,34 +266,6 @@ impl Peer {
     fn audio_only(&self) -> bool {
         self.out.iter().all(|o| o.mime.starts_with("audio"))
             && self.tracks_in.iter().all(|t| t.kind == MediaKind::Audio)
-    }
-
-    /// How long its deferrable deadlines may wait at `now`, if at all (see [`AUDIO_ONLY_SLACK`]
-    /// and [`IDLE_SLACK`]).
-    fn slack(&self, now: Instant) -> Option<Duration> {
-        if !self.audio_only() {
-            return None;
-        }
-        let silent = self
-            .last_media_in
-            .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_AFTER);
-        Some(if silent && self.settled() {
-            IDLE_SLACK
-        } else {
-            AUDIO_ONLY_SLACK
-        })
-    }
-
-    /// Connected, its data channel open, and no negotiation under way: nothing of its set-up
-    /// waits on a timer (a DTLS or SCTP retransmission, a delayed acknowledgement).
-    fn settled(&self) -> bool {
-        self.connected
-            && self.disconnected_since.is_none()
-            && self.dc.is_some()
-            && self.pending.is_none()
-            && !self.client_lock
-            && self.to_add.is_empty()
-            && self.to_remove.is_empty()
     }
 }
 
@@ -636,7 +590,6 @@ impl Sfu {
                 switch_to: None,
                 vad: None,
                 disconnected_since: None,
-                last_media_in: None,
                 next_timeout: None,
                 created: now,
                 answered_at: None,
@@ -1320,10 +1273,8 @@ impl Sfu {
                     }
                     Ok(Output::Timeout(t)) => {
                         let mut t = t.max(now);
-                        if deferrable(peer.rtc.last_timeout_reason())
-                            && let Some(slack) = peer.slack(now)
-                        {
-                            t = t.max(now + slack);
+                        if deferrable(peer.rtc.last_timeout_reason()) && peer.audio_only() {
+                            t = t.max(now + AUDIO_ONLY_SLACK);
                         }
                         // Most polls leave the deadline where it was: keep the entry then.
                         if peer.next_timeout != Some(t) {
@@ -1436,7 +1387,6 @@ impl Sfu {
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
-                p.last_media_in = Some(now);
                 let Some((mid, rid)) = p
                     .rtc
                     .direct_api()

@@ -806,17 +806,9 @@ fn voice_feedback_rides_on_the_passes_its_packets_make() {
     // packets arriving every 20 ms each run the session's timers anyway, so a voice-only
     // session needs no timer pass of its own for it while it speaks.
     let (mut net, mic) = voice_call();
-    // Past the second after which a settled session that publishes nothing counts as idle.
-    net.run(Duration::from_secs(2));
     let before = net.sfu.timer_passes();
     net.run(Duration::from_secs(1));
     let silent = net.sfu.timer_passes() - before;
-    // Idle, each of the three voice-only sessions wakes about every 250 ms (str0m's pacer
-    // alone asks every 40 ms): 12 passes, 30 at the 100 ms slack of a speaking one.
-    assert!(
-        silent <= 14,
-        "{silent} timer passes in a second of silence for three idle sessions"
-    );
     speak(&mut net, mic, 10);
     let before = net.sfu.timer_passes();
     speak(&mut net, mic, 50);
