@@ -181,9 +181,11 @@ fn chromium_meeting_with_simulcast_screen_share() {
         serde_json::json!(["screen", "voice"]),
         "{v}"
     );
-    // Eleven viewers asked for keyframes; the sharer saw at most one PLI per second.
+    // Most of the eleven viewers asked for keyframes (one whose first frame is a keyframe needs
+    // none: 9 to 25 requests in all over 13 runs), more than reached the sharer, which saw at
+    // most one PLI per second.
     assert!(
-        n("viewer_plis") >= 10.0,
+        n("viewer_plis") >= 6.0 && n("viewer_plis") > n("sharer_plis"),
         "the viewers did request keyframes: {v}"
     );
     assert!(
