@@ -229,8 +229,9 @@ async def main(base, out_dir):
             # Every viewer decodes the screen too.
             for v in VIEWERS:
                 await until(lambda v=v: _decoded(chrome, v), 30, f"{v} decoding the screen")
-            # PLIs: every viewer asked for a keyframe when the screen arrived; the sharer must see
-            # at most one per second of sharing (plus the burst of one).
+            # PLIs: the viewers ask for a keyframe when the screen arrives (one whose first frame
+            # is a keyframe needs none); the sharer must see at most one per second of sharing
+            # (plus the burst of one).
             st_b = await stats("B")
             elapsed = time.monotonic() - share_started
             # The ten VP8 viewers share the `l` layer: one rate-limited PLI stream (V0's AV1 has its own).

@@ -963,10 +963,10 @@ fn update_bar(bar: &Option<indicatif::ProgressBar>, ctx: &Ctx, phase: &str) {
     ));
 }
 
-/// The summary table printed at the end of a run.
 /// The share of its core past which the generator may itself be what limits a run.
 const LOADGEN_BUSY: f64 = 0.9;
 
+/// The summary table printed at the end of a run.
 pub fn table(r: &LoadResult) -> String {
     let mut s = String::new();
     let mut row = |k: &str, v: String| s.push_str(&format!("{k:<28} {v}\n"));
