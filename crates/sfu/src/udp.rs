@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -72,11 +73,27 @@ fn never_fragment(_: &socket2::Socket, _: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel to stamp every datagram with the time it arrived (`SO_TIMESTAMPNS`), which
+/// [`RecvBatch::received`] then gives: how long a datagram waited in the socket's queue is what
+/// tells a backlog from a burst. Elsewhere than Linux datagrams have no time and this is a no-op.
+#[cfg(target_os = "linux")]
+pub fn stamp_arrivals(s: &std::net::UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    mmsg::set_int(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn stamp_arrivals(_: &std::net::UdpSocket) -> io::Result<()> {
+    Ok(())
+}
+
 /// Up to [`BATCH`] received datagrams in one reusable buffer.
 pub struct RecvBatch {
     buf: Vec<u8>,
     lens: [usize; BATCH],
     addrs: [Option<SocketAddr>; BATCH],
+    /// When each arrived, if the socket stamps arrivals ([`stamp_arrivals`]).
+    received: [Option<SystemTime>; BATCH],
     /// Datagrams handed elsewhere (another shard) and skipped by [`RecvBatch::iter`].
     skip: [bool; BATCH],
     count: usize,
@@ -88,6 +105,7 @@ impl Default for RecvBatch {
             buf: vec![0; SLOT * BATCH],
             lens: [0; BATCH],
             addrs: [None; BATCH],
+            received: [None; BATCH],
             skip: [false; BATCH],
             count: 0,
         }
@@ -102,6 +120,27 @@ impl RecvBatch {
             .filter_map(move |i| self.get(i))
     }
 
+    /// Leaves out of [`RecvBatch::iter`] the datagrams still in it for which `keep` is false;
+    /// returns how many that was.
+    pub fn retain(
+        &mut self,
+        mut keep: impl FnMut(SocketAddr, &[u8], Option<SystemTime>) -> bool,
+    ) -> usize {
+        let mut dropped = 0;
+        for i in 0..self.count {
+            if self.skip[i] {
+                continue;
+            }
+            if let Some((addr, data)) = self.get(i)
+                && !keep(addr, data, self.received[i])
+            {
+                self.skip[i] = true;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Datagram `i` of the last receive.
     pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
         if i >= self.count {
@@ -109,6 +148,12 @@ impl RecvBatch {
         }
         let addr = self.addrs[i]?;
         Some((addr, &self.buf[i * SLOT..i * SLOT + self.lens[i]]))
+    }
+
+    /// When datagram `i` of the last receive reached the socket (kernel clock, `CLOCK_REALTIME`);
+    /// `None` when the socket does not stamp arrivals.
+    pub fn received(&self, i: usize) -> Option<SystemTime> {
+        self.received.get(i).copied().flatten()
     }
 
     /// Leaves datagram `i` out of [`RecvBatch::iter`].
@@ -120,6 +165,20 @@ impl RecvBatch {
 
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    /// A batch as if these datagrams had been received, for tests of what handles batches.
+    #[cfg(test)]
+    pub(crate) fn of(datagrams: &[(SocketAddr, &[u8], Option<SystemTime>)]) -> Self {
+        let mut b = Self::default();
+        for (i, (addr, data, received)) in datagrams.iter().take(BATCH).enumerate() {
+            b.buf[i * SLOT..i * SLOT + data.len()].copy_from_slice(data);
+            b.lens[i] = data.len();
+            b.addrs[i] = Some(*addr);
+            b.received[i] = *received;
+            b.count = i + 1;
+        }
+        b
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,6 +254,8 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
         let mut storage: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
+        // Room for the arrival time's control message; u64s for cmsghdr's alignment.
+        let mut control: [[u64; CONTROL / 8]; BATCH] = [[0; CONTROL / 8]; BATCH];
         let base = batch.buf.as_mut_ptr();
         for i in 0..BATCH {
             iovs[i].iov_base = base.add(i * SLOT).cast();
@@ -205,6 +266,8 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
                 size_of::<libc::sockaddr_storage>(),
                 &mut iovs[i],
             );
+            hdrs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = CONTROL as _;
         }
         batch.count = 0;
         let n = mmsg::recv(sock.as_raw_fd(), &mut hdrs)?;
@@ -212,11 +275,44 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
             // A datagram larger than a slot is truncated (MSG_TRUNC); no WebRTC packet is.
             batch.lens[i] = (hdrs[i].msg_len as usize).min(SLOT);
             batch.addrs[i] = from_storage(&storage[i]);
+            batch.received[i] = arrival(&hdrs[i].msg_hdr);
             batch.skip[i] = false;
         }
         batch.count = n;
         Ok(n)
     }
+}
+
+/// Control bytes per received datagram: one `SCM_TIMESTAMPNS` (a 16-byte header and a 16-byte
+/// `timespec`), with room to spare.
+#[cfg(target_os = "linux")]
+const CONTROL: usize = 64;
+
+/// The arrival time in the control messages recvmmsg wrote for one datagram, if any.
+#[cfg(target_os = "linux")]
+fn arrival(h: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the kernel filled `msg_control` up to `msg_controllen` (within the buffer we gave)
+    // with well-formed control messages; CMSG_FIRSTHDR/NXTHDR stay inside that length, and the
+    // timespec is read unaligned from inside the message it belongs to.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                let since = std::time::Duration::new(
+                    u64::try_from(ts.tv_sec).ok()?,
+                    u32::try_from(ts.tv_nsec).ok()?,
+                );
+                return SystemTime::UNIX_EPOCH.checked_add(since);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
 }
 
 /// The source address recvmmsg wrote (IPv4 or IPv6; anything else is not ours).
@@ -369,6 +465,7 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
     let (n, addr) = sock.try_recv_from(&mut batch.buf[..SLOT])?;
     batch.lens[0] = n;
     batch.addrs[0] = Some(addr);
+    batch.received[0] = None;
     batch.skip[0] = false;
     batch.count = 1;
     Ok(1)
@@ -410,6 +507,52 @@ mod tests {
             }
         }
         assert_eq!(got, payloads);
+    }
+
+    /// A socket that stamps arrivals gives each datagram the time the kernel queued it: after
+    /// it was sent, before it was read. One that does not gives none.
+    #[tokio::test]
+    async fn arrivals_are_stamped_by_the_kernel() {
+        let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let stamped = bind_std("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        stamp_arrivals(&stamped).unwrap();
+        let stamped = UdpSocket::from_std(stamped).unwrap();
+        let plain = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let before = SystemTime::now();
+        let msgs: Vec<(SocketAddr, &[u8])> = (0..3)
+            .flat_map(|_| {
+                [
+                    (stamped.local_addr().unwrap(), &b"x"[..]),
+                    (plain.local_addr().unwrap(), &b"y"[..]),
+                ]
+            })
+            .collect();
+        assert_eq!(send(&a, &msgs).sent, 6);
+        for (sock, want_time) in [(&stamped, true), (&plain, false)] {
+            let mut batch = RecvBatch::default();
+            let mut seen = 0;
+            while seen < 3 {
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), recv(sock, &mut batch))
+                        .await
+                        .expect("datagrams arrive")
+                        .unwrap();
+                let after = SystemTime::now();
+                for i in 0..n {
+                    match batch.received(i) {
+                        Some(t) if cfg!(target_os = "linux") => {
+                            assert!(want_time, "a socket that was not asked stamps nothing");
+                            assert!(
+                                before <= t && t <= after,
+                                "{before:?} <= {t:?} <= {after:?}"
+                            );
+                        }
+                        t => assert!(!want_time || !cfg!(target_os = "linux"), "no time: {t:?}"),
+                    }
+                }
+                seen += n;
+            }
+        }
     }
 
     /// A datagram the kernel refuses costs only itself: the ones after it in the same
