@@ -22,7 +22,7 @@ use calls_proto::json::SessionConfig;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 use str0m::net::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -31,11 +31,28 @@ use tokio::sync::mpsc;
 /// Ingress messages (UDP batches, TCP frames) handled per round before output is flushed.
 const INGRESS_ROUND: usize = 16;
 
+/// How long one round may spend on media before control datagrams, commands and timers get
+/// their turn. A round of [`INGRESS_ROUND`] full batches in a large call is hundreds of thousands
+/// of datagrams out, about a second of work when the shard is saturated; the joins and
+/// renegotiations behind it waited as long. A batch is the unit: it is finished once begun.
+const MEDIA_ROUND_BUDGET: Duration = Duration::from_millis(10);
+
 /// Media ingress messages a shard may have waiting. A UDP batch is up to 64 KB, so this bounds an
 /// overloaded shard's backlog to about 16 MB; beyond it the readers shed media batches (see
 /// `read_loop`). (At 4096 a saturated shard held a quarter of a gigabyte of stale media, and
 /// forwarded it late.)
 const INGRESS_QUEUE: usize = 256;
+
+/// How long received media may have waited (in the socket's queue, then the shard's) before it
+/// is shed rather than forwarded. An overloaded shard otherwise falls behind without bound: its
+/// socket buffer holds seconds to minutes of a call's input, so every listener hears the call
+/// later and later, and joins wait behind it too. ITU-T G.114 puts the limit of usable one-way
+/// delay at 400 ms; media that has spent 250 ms inside the SFU alone cannot be played in time
+/// once the network's share is added, and forwarding it only delays what follows. Normal bursts
+/// stay below it: the benchmark's 1 x 200 + screen row (every keyframe fanned out to 199 viewers)
+/// sheds nothing. Shed media reaches its sender as loss, which its bandwidth estimate answers;
+/// STUN and DTLS are never shed.
+const MEDIA_MAX_AGE: Duration = Duration::from_millis(250);
 
 /// Handshake and signaling datagrams (STUN, DTLS, SCTP over DTLS) a shard may have waiting. They
 /// have a queue of their own, served before media, so that joins and data-channel signaling are
@@ -58,6 +75,9 @@ enum Ingress {
         source: SocketAddr,
         destination: SocketAddr,
         data: Vec<u8>,
+        /// When a UDP datagram reached its socket, if known (never for ICE-TCP frames, which
+        /// are not shed: TCP has already delivered everything before them).
+        received: Option<SystemTime>,
     },
     TcpOpen {
         peer: SocketAddr,
@@ -173,6 +193,13 @@ impl Shell {
                 .map(|_| crate::udp::bind_std(e.local, true))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?;
+            for s in &group {
+                // Without arrival times nothing is shed by age (MEDIA_MAX_AGE); media still
+                // flows, so this is not worth refusing to start over.
+                if let Err(err) = crate::udp::stamp_arrivals(s) {
+                    tracing::warn!(local = %e.local, error = %err, "no arrival times on the media socket: an overloaded shard will fall behind instead of shedding stale media");
+                }
+            }
             sockets.push((*e, group));
         }
         let mut listeners = Vec::new();
@@ -371,7 +398,7 @@ impl Shard {
                     let Some(d) = d else { break };
                     let now = Instant::now();
                     for d in round(d, &mut control, INGRESS_ROUND) {
-                        ingest(&mut sfu, &mut tcp_conns, now, d);
+                        ingest(&mut sfu, &mut tcp_conns, now, None, d);
                     }
                 }
                 cmd = cmds.recv() => {
@@ -393,8 +420,13 @@ impl Shard {
                     // Take what else is already queued too (bounded), so that the output of
                     // many datagrams leaves in few sendmmsg calls.
                     let now = Instant::now();
+                    let wall = SystemTime::now();
                     for d in round(d, &mut ingress, INGRESS_ROUND) {
-                        ingest(&mut sfu, &mut tcp_conns, now, d);
+                        ingest(&mut sfu, &mut tcp_conns, now, Some(wall), d);
+                        // What is left waits for the next round, after control and timers.
+                        if now.elapsed() > MEDIA_ROUND_BUDGET {
+                            break;
+                        }
                     }
                 }
             }
@@ -442,19 +474,26 @@ impl Shard {
     }
 }
 
-/// Hands one ingress message to the core.
+/// Hands one ingress message to the core, shedding media that arrived longer than
+/// [`MEDIA_MAX_AGE`] before `wall` (the wall clock, which the kernel stamps arrivals with).
 fn ingest(
     sfu: &mut Sfu,
     tcp_conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     now: Instant,
+    wall: Option<SystemTime>,
     d: Ingress,
 ) {
     match d {
         Ingress::Udp {
             destination,
-            batch,
+            mut batch,
             recycle,
         } => {
+            let shed = shed_stale(&mut batch, wall);
+            if shed > 0 {
+                crate::metrics::ingress_dropped(shed);
+                tracing::debug!(shed, "media shard behind: stale media shed");
+            }
             for (source, data) in batch.iter() {
                 sfu.handle_datagram(now, Protocol::Udp, source, destination, data);
             }
@@ -465,7 +504,14 @@ fn ingest(
             source,
             destination,
             data,
-        } => sfu.handle_datagram(now, proto, source, destination, &data),
+            received,
+        } => {
+            if stale(wall, received, &data) {
+                crate::metrics::ingress_dropped(1);
+                return;
+            }
+            sfu.handle_datagram(now, proto, source, destination, &data)
+        }
         Ingress::TcpOpen { peer, tx } => {
             tcp_conns.insert(peer, tx);
         }
@@ -545,6 +591,24 @@ fn round<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> impl Iterator<I
         .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(max.saturating_sub(1)))
 }
 
+/// Leaves the stale media of `batch` out of its iteration; returns how many datagrams that was.
+fn shed_stale(batch: &mut RecvBatch, now: Option<SystemTime>) -> usize {
+    batch.retain(|_, data, received| !stale(now, received, data))
+}
+
+/// Whether a datagram is media that waited longer than [`MEDIA_MAX_AGE`] by `now`. Without
+/// either time, or with an arrival after `now` (the wall clock stepped back), it is not: shedding
+/// needs proof that the datagram is late.
+fn stale(now: Option<SystemTime>, received: Option<SystemTime>, datagram: &[u8]) -> bool {
+    let (Some(now), Some(received)) = (now, received) else {
+        return false;
+    };
+    !is_control(datagram)
+        && now
+            .duration_since(received)
+            .is_ok_and(|age| age > MEDIA_MAX_AGE)
+}
+
 /// STUN (first byte 0..=3) or DTLS (20..=63), by RFC 7983's demultiplexing. Anything else is
 /// media or junk, and may be shed.
 fn is_control(datagram: &[u8]) -> bool {
@@ -608,6 +672,7 @@ async fn read_loop(sock: Arc<UdpSocket>, advertised: SocketAddr, own: usize, que
                 source,
                 destination: advertised,
                 data: data.to_vec(),
+                received: batch.received(i),
             };
             batch.skip(i);
             if control {
@@ -696,6 +761,7 @@ async fn tcp_conn(
         source: peer,
         destination: advertised,
         data: buf[..n].to_vec(),
+        received: None,
     };
     if ingress.send(first).await.is_err() {
         return;
@@ -726,6 +792,7 @@ async fn tcp_conn(
             source: peer,
             destination: advertised,
             data: buf[..n].to_vec(),
+            received: None,
         };
         if ingress.send(p).await.is_err() {
             break;
@@ -750,6 +817,55 @@ async fn sleep_until(t: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Media is stale once it has waited longer than the bound; handshakes never are, and
+    /// without proof of lateness (no arrival time, no clock, or a clock that stepped back)
+    /// nothing is.
+    #[test]
+    fn stale_is_media_past_the_bound_and_nothing_else() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (rtp, rtcp, stun, dtls) = (
+            &[0x80u8, 111, 0, 1][..],
+            &[0x81u8, 201, 0, 7][..],
+            &[0x00u8, 0x01, 0, 0][..],
+            &[23u8, 0xfe, 0xfd][..],
+        );
+        let late = Some(t0 + MEDIA_MAX_AGE + Duration::from_millis(1));
+        assert!(stale(late, Some(t0), rtp));
+        assert!(stale(late, Some(t0), rtcp));
+        assert!(!stale(late, Some(t0), stun));
+        assert!(!stale(late, Some(t0), dtls));
+        assert!(
+            !stale(Some(t0 + MEDIA_MAX_AGE), Some(t0), rtp),
+            "at the bound"
+        );
+        assert!(!stale(late, None, rtp), "no arrival time");
+        assert!(!stale(None, Some(t0), rtp), "no clock");
+        assert!(!stale(Some(t0), late, rtp), "the clock stepped back");
+    }
+
+    /// A batch sheds exactly its stale media, and does not count what was already handed to
+    /// another shard.
+    #[test]
+    fn a_batch_sheds_its_stale_media_only() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let from: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let (rtp, stun) = (&[0x80u8, 111, 0, 1][..], &[0x00u8, 0x01, 0, 0][..]);
+        let fresh = t0 + Duration::from_millis(200);
+        let mut batch = RecvBatch::of(&[
+            (from, rtp, Some(t0)),  // already copied to another shard
+            (from, stun, Some(t0)), // old, but a handshake
+            (from, rtp, Some(t0)),  // stale
+            (from, rtp, Some(fresh)),
+            (from, rtp, None),
+        ]);
+        batch.skip(0);
+        let now = Some(t0 + Duration::from_millis(300));
+        assert_eq!(shed_stale(&mut batch, now), 1);
+        let left: Vec<&[u8]> = batch.iter().map(|(_, d)| d).collect();
+        assert_eq!(left, [stun, rtp, rtp]);
+        assert_eq!(shed_stale(&mut batch, now), 0, "shed once");
+    }
 
     #[test]
     fn handshakes_are_control_and_media_is_not() {
