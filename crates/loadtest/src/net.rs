@@ -242,9 +242,6 @@ impl SharedNet {
     }
 }
 
-/// Room for one `IP_PKTINFO` control message, aligned for `cmsghdr`.
-type Control = [u64; 8];
-
 struct RecvBatch {
     buf: Vec<u8>,
     len: [usize; BATCH],
@@ -275,12 +272,11 @@ fn ipv4(a: &libc::sockaddr_in) -> SocketAddr {
 fn recv_batch(sock: &std::net::UdpSocket, b: &mut RecvBatch) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: every pointer handed to recvmmsg points into `b.buf`, `names`, `controls`, `iovs`
-    // or `hdrs`, all of which outlive the call, with the lengths of the buffers they describe.
-    // The control messages are read with the CMSG_* accessors within the length the kernel
-    // wrote back, and an in_pktinfo is read unaligned.
+    // or `hdrs`, all of which outlive the call, with the lengths of the buffers they describe;
+    // `mmsg::control` reads only headers recvmmsg has just filled.
     unsafe {
         let mut names: [libc::sockaddr_in; BATCH] = std::mem::zeroed();
-        let mut controls: [Control; BATCH] = [[0; 8]; BATCH];
+        let mut controls: [mmsg::Control; BATCH] = [[0; 8]; BATCH];
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
         let base = b.buf.as_mut_ptr();
@@ -291,23 +287,15 @@ fn recv_batch(sock: &std::net::UdpSocket, b: &mut RecvBatch) -> io::Result<usize
             let name = (&mut names[i] as *mut libc::sockaddr_in).cast();
             mmsg::point(h, name, size_of::<libc::sockaddr_in>(), &mut iovs[i]);
             h.msg_control = controls[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<Control>() as _;
+            h.msg_controllen = size_of::<mmsg::Control>() as _;
         }
         let n = mmsg::recv(sock.as_raw_fd(), &mut hdrs)?;
         for i in 0..n {
             b.len[i] = (hdrs[i].msg_len as usize).min(SLOT);
             b.src[i] = (names[i].sin_family as i32 == libc::AF_INET).then(|| ipv4(&names[i]));
-            b.dst[i] = None;
-            let h = &hdrs[i].msg_hdr;
-            let mut c = libc::CMSG_FIRSTHDR(h);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                    let info: libc::in_pktinfo =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    b.dst[i] = Some(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
-                }
-                c = libc::CMSG_NXTHDR(h, c);
-            }
+            let info: Option<libc::in_pktinfo> =
+                mmsg::control(&hdrs[i].msg_hdr, libc::IPPROTO_IP, libc::IP_PKTINFO);
+            b.dst[i] = info.map(|info| Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
         }
         Ok(n)
     }
@@ -327,7 +315,7 @@ fn send_batch(
     // through the CMSG_* accessors.
     unsafe {
         let mut names: [libc::sockaddr_in; BATCH] = std::mem::zeroed();
-        let mut controls: [Control; BATCH] = [[0; 8]; BATCH];
+        let mut controls: [mmsg::Control; BATCH] = [[0; 8]; BATCH];
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
         let space = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;

@@ -254,8 +254,8 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
         let mut storage: [libc::sockaddr_storage; BATCH] = std::mem::zeroed();
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-        // Room for the arrival time's control message; u64s for cmsghdr's alignment.
-        let mut control: [[u64; CONTROL / 8]; BATCH] = [[0; CONTROL / 8]; BATCH];
+        // Room for the arrival time's control message.
+        let mut control: [mmsg::Control; BATCH] = [[0; 8]; BATCH];
         let base = batch.buf.as_mut_ptr();
         for i in 0..BATCH {
             iovs[i].iov_base = base.add(i * SLOT).cast();
@@ -267,7 +267,7 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
                 &mut iovs[i],
             );
             hdrs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
-            hdrs[i].msg_hdr.msg_controllen = CONTROL as _;
+            hdrs[i].msg_hdr.msg_controllen = size_of::<mmsg::Control>() as _;
         }
         batch.count = 0;
         let n = mmsg::recv(sock.as_raw_fd(), &mut hdrs)?;
@@ -283,36 +283,16 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
     }
 }
 
-/// Control bytes per received datagram: one `SCM_TIMESTAMPNS` (a 16-byte header and a 16-byte
-/// `timespec`), with room to spare.
-#[cfg(target_os = "linux")]
-const CONTROL: usize = 64;
-
 /// The arrival time in the control messages recvmmsg wrote for one datagram, if any.
 #[cfg(target_os = "linux")]
 fn arrival(h: &libc::msghdr) -> Option<SystemTime> {
-    // SAFETY: the kernel filled `msg_control` up to `msg_controllen` (within the buffer we gave)
-    // with well-formed control messages; CMSG_FIRSTHDR/NXTHDR stay inside that length, and the
-    // timespec is read unaligned from inside the message it belongs to.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET
-                && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
-                && (*c).cmsg_len as usize
-                    >= libc::CMSG_LEN(size_of::<libc::timespec>() as u32) as usize
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                let since = std::time::Duration::new(
-                    u64::try_from(ts.tv_sec).ok()?,
-                    u32::try_from(ts.tv_nsec).ok()?,
-                );
-                return SystemTime::UNIX_EPOCH.checked_add(since);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
+    // SAFETY: `h` is a header recvmmsg just filled, its control buffer ours and still alive.
+    let ts: libc::timespec = unsafe { mmsg::control(h, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) }?;
+    let since = std::time::Duration::new(
+        u64::try_from(ts.tv_sec).ok()?,
+        u32::try_from(ts.tv_nsec).ok()?,
+    );
+    SystemTime::UNIX_EPOCH.checked_add(since)
 }
 
 /// The source address recvmmsg wrote (IPv4 or IPv6; anything else is not ours).
@@ -401,6 +381,38 @@ pub mod mmsg {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    /// Room for one small control message per datagram (an `SCM_TIMESTAMPNS` or an
+    /// `IP_PKTINFO` with its 16-byte header), aligned for `cmsghdr`.
+    pub type Control = [u64; 8];
+
+    /// The first control message of `level` and `kind` among those the kernel wrote for one
+    /// received datagram, read as a `T`; `None` if there is none, or it is too short for a `T`.
+    ///
+    /// # Safety
+    /// `h` must be a header `recvmsg`/`recvmmsg` has just filled: its `msg_control` valid for
+    /// reads of the `msg_controllen` the kernel wrote back.
+    pub unsafe fn control<T: Copy>(
+        h: &libc::msghdr,
+        level: libc::c_int,
+        kind: libc::c_int,
+    ) -> Option<T> {
+        // SAFETY: CMSG_FIRSTHDR/NXTHDR stay within `msg_controllen`, as the caller vouches the
+        // kernel wrote it; a T is read (unaligned) only from a message long enough to hold one.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == level
+                    && (*c).cmsg_type == kind
+                    && (*c).cmsg_len as usize >= libc::CMSG_LEN(size_of::<T>() as u32) as usize
+                {
+                    return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<T>()));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     /// Points `h` at one datagram: its address buffer and its one data buffer.
