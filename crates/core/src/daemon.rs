@@ -169,12 +169,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Sends this process SIGTERM and returns once the kernel has delivered it: one sent while
+    /// another is still pending would be merged into it by the kernel, before any handler runs.
     fn sigterm_self() {
         let st = std::process::Command::new("kill")
             .args(["-TERM", &std::process::id().to_string()])
             .status()
             .expect("run kill");
         assert!(st.success());
+        calls_testkit::wait_sigterm_delivered(std::process::id());
     }
 
     /// A signal that arrives while nothing awaits `recv` (the daemon busy handling the first one)

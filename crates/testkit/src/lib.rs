@@ -162,35 +162,11 @@ impl Daemon {
             .status();
     }
 
-    /// Sends SIGTERM (by PID), then waits (at most 10 s) until the kernel has delivered it, i.e.
-    /// it is no longer pending for the process (`SigPnd`/`ShdPnd` in `/proc/<pid>/status`). The
-    /// kernel merges a second SIGTERM sent while the first is still pending into it, so a test of
-    /// what a second signal does must not send it before the first was delivered.
+    /// Sends SIGTERM (by PID), then waits until the kernel has delivered it
+    /// ([`wait_sigterm_delivered`]).
     pub fn terminate_delivered(&self) {
-        const SIGTERM_BIT: u64 = 1 << (15 - 1); // SIGTERM is 15 on every Linux architecture
         self.terminate();
-        let status = format!("/proc/{}/status", self.child.id());
-        let pending = || {
-            let Ok(s) = std::fs::read_to_string(&status) else {
-                return false; // gone: nothing is pending any more
-            };
-            s.lines()
-                .filter_map(|l| {
-                    let v = l
-                        .strip_prefix("SigPnd:")
-                        .or_else(|| l.strip_prefix("ShdPnd:"))?;
-                    u64::from_str_radix(v.trim(), 16).ok()
-                })
-                .any(|mask| mask & SIGTERM_BIT != 0)
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pending() {
-            assert!(
-                Instant::now() < deadline,
-                "SIGTERM still pending after 10 s"
-            );
-            std::thread::yield_now();
-        }
+        wait_sigterm_delivered(self.child.id());
     }
 
     /// SIGTERM, then waits for exit; returns the exit status code.
@@ -291,6 +267,36 @@ fn wait_lines(lines: &Lines, from: usize, needle: &str, timeout: Duration) -> St
             );
         }
         g = cv.wait_timeout(g, deadline - now).unwrap().0;
+    }
+}
+
+/// Waits (at most 10 s) until no SIGTERM is pending for process `pid` (`SigPnd`/`ShdPnd` in
+/// `/proc/<pid>/status`), i.e. the kernel has delivered the last one sent. The kernel merges a
+/// SIGTERM sent while another is still pending into it, so a test of what a second signal does
+/// must not send it before the first was delivered.
+pub fn wait_sigterm_delivered(pid: u32) {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1); // SIGTERM is 15 on every Linux architecture
+    let status = format!("/proc/{pid}/status");
+    let pending = || {
+        let Ok(s) = std::fs::read_to_string(&status) else {
+            return false; // gone: nothing is pending any more
+        };
+        s.lines()
+            .filter_map(|l| {
+                let v = l
+                    .strip_prefix("SigPnd:")
+                    .or_else(|| l.strip_prefix("ShdPnd:"))?;
+                u64::from_str_radix(v.trim(), 16).ok()
+            })
+            .any(|mask| mask & SIGTERM_BIT != 0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pending() {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM still pending after 10 s"
+        );
+        std::thread::yield_now();
     }
 }
 
