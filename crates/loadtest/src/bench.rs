@@ -265,6 +265,18 @@ fn p99(l: &LoadResult) -> String {
     }
 }
 
+/// The p99 voice delay cell ([`crate::peer::MediaClock`]): sender's schedule to receipt.
+fn voice_delay(l: &LoadResult) -> String {
+    let d = &l.steady.audio_delay;
+    if d.count > 0 {
+        format!("{:.1} ms", d.p99_ms)
+    } else if l.steady.delay_unmeasured > 0 {
+        "n/a (rewrites timestamps)".into()
+    } else {
+        "—".into()
+    }
+}
+
 fn find<'a>(rows: &'a [Measured], sfu: &str, name: &str) -> Option<&'a Measured> {
     rows.iter().find(|m| m.sfu == sfu && m.row.name == name)
 }
@@ -285,17 +297,21 @@ impl Report {
              each row's steady phase (everyone joined, media flowing). *Forwarded* counts the RTP packets \
              the participants received, the same way for both SFUs. *p99 join→audio* runs from the later \
              of a participant's join and the join of the first speaker it can hear (participants join \
-             call by call, so a call's second speaker can join long after its first).\n",
+             call by call, so a call's second speaker can join long after its first). *p99 voice delay* \
+             is one-way, over the steady phase, from the moment a speaker was due to send each packet \
+             to the moment the generator read it: every participant stamps its media from one clock, so \
+             it includes the generator's own lateness (see its CPU) as well as the SFU's queues. An SFU \
+             that rewrites RTP timestamps cannot be timed this way.\n",
             self.date, self.machine
         );
         let _ = writeln!(s, "## Rows\n");
         let _ = writeln!(
             s,
-            "| SFU | row | published row | participants | heard all | p99 join→audio | SFU CPU (one core) | SFU RSS | forwarded pkt/s | pkt/s per core | CPU-s per M pkts | KB per participant | loss | generator CPU |"
+            "| SFU | row | published row | participants | heard all | p99 join→audio | p99 voice delay | SFU CPU (one core) | SFU RSS | forwarded pkt/s | pkt/s per core | CPU-s per M pkts | KB per participant | loss | generator CPU |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for m in &self.rows {
             let l = &m.load;
@@ -308,13 +324,14 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {:.1}% | {:.1} MB | {:.0} | {} | {} | {:.0} | {} | {:.0}% |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1}% | {:.1} MB | {:.0} | {} | {} | {:.0} | {} | {:.0}% |",
                 m.sfu,
                 m.row.name,
                 m.row.published,
                 m.row.total(),
                 media(format!("{}/{}", l.hearing_all, l.listeners)),
                 media(p99(l)),
+                media(voice_delay(l)),
                 m.sfu_cpu_share * 100.0,
                 m.sfu_rss_mb,
                 m.forwarded_pps,
@@ -351,7 +368,7 @@ impl Report {
              that did not keep up: drops at the generator's socket would mean the load tool, not the \
              SFU, limited the row. rtcd sheds media that waited over 250 ms (counted as shed); an SFU \
              that does not, and whose backlog still fits its socket's buffer, falls behind without \
-             dropping: that shows as delay (p99 join→audio), not here.\n",
+             dropping: that shows as delay (p99 voice delay), not here.\n",
             calls_sfu::metrics::UDP_INGRESS_DROPPED,
             calls_sfu::metrics::UDP_DROPPED
         );

@@ -56,6 +56,68 @@ pub struct SendPlan {
     pub video: Option<(String, Arc<Clip>)>,
 }
 
+/// The RTP clock every simulated participant of one run stamps its media with, so that any
+/// participant of the same process can tell how long a packet took to reach it: a packet's RTP
+/// timestamp is the moment it was due to be sent, in the codec's clock rate, counted from a
+/// shared epoch. The delay then needs no per-stream state and no baseline, and it includes
+/// everything between the sender's schedule and the receiver: the generator's own lateness,
+/// the network and the server.
+///
+/// Timestamps start 2^31 ticks past the epoch rather than at a random offset (RFC 3550 asks
+/// for one against known-plaintext attacks on the payload, which SRTP does not need). A server
+/// that rewrites timestamps from zero, as Janus's VideoRoom does, then gives delays about 2^31
+/// ticks (hours) away, which [`MediaClock::delay`] refuses, rather than plausible wrong ones.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaClock {
+    epoch: Instant,
+}
+
+/// Longest delay taken as measured; beyond it the timestamp is taken as not ours.
+pub const MAX_MEDIA_DELAY: Duration = Duration::from_secs(60);
+
+/// How early a packet may arrive: the clips' durations are whole microseconds, so the schedule
+/// and the timestamps of a long replay drift apart by a little.
+const EARLY_TOLERANCE: Duration = Duration::from_millis(5);
+
+impl MediaClock {
+    pub fn new(epoch: Instant) -> Self {
+        MediaClock { epoch }
+    }
+
+    /// The RTP timestamp of a moment, at `rate` ticks per second.
+    pub fn ticks(&self, at: Instant, rate: u32) -> u32 {
+        let d = at.saturating_duration_since(self.epoch);
+        let t = d.as_nanos() * rate as u128 / 1_000_000_000;
+        (1u32 << 31).wrapping_add(t as u32)
+    }
+
+    /// How long before `now` a packet stamped `ts` was due to be sent; `None` when the
+    /// timestamp cannot be one of this clock's (rewritten by the server, or absurdly late).
+    pub fn delay(&self, now: Instant, ts: u32, rate: u32) -> Option<Duration> {
+        let diff = self.ticks(now, rate).wrapping_sub(ts) as i32 as i64;
+        let nanos = diff * 1_000_000_000 / rate as i64;
+        if nanos < 0 {
+            return (nanos.unsigned_abs() <= EARLY_TOLERANCE.as_nanos() as u64)
+                .then_some(Duration::ZERO);
+        }
+        let d = Duration::from_nanos(nanos as u64);
+        (d <= MAX_MEDIA_DELAY).then_some(d)
+    }
+}
+
+/// RTP clock rate of the codecs the tool sends.
+fn clock_rate(codec: Codec) -> u32 {
+    if codec == Codec::Opus { 48_000 } else { 90_000 }
+}
+
+/// One received media packet's delay from its sender's schedule ([`MediaClock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaDelay {
+    pub audio: bool,
+    /// `None` when the packet's timestamp was not the sender's (see [`MediaClock::delay`]).
+    pub delay: Option<Duration>,
+}
+
 /// Per-SSRC sequence tracking for loss.
 #[derive(Debug, Clone, Copy)]
 struct SeqTrack {
@@ -144,8 +206,19 @@ struct Sender {
     clip: Arc<Clip>,
     next: u64,
     seq: u64,
+    /// RTP timestamp of `start` ([`MediaClock::ticks`]).
     rtp_base: u32,
     start: Option<Instant>,
+}
+
+impl Sender {
+    /// Starts the stream's timeline at `now` unless it has one; returns its start.
+    fn begin(&mut self, clock: MediaClock, now: Instant) -> Instant {
+        *self.start.get_or_insert_with(|| {
+            self.rtp_base = clock.ticks(now, clock_rate(self.codec));
+            now
+        })
+    }
 }
 
 /// A signaling step the peer asks its driver to carry out.
@@ -165,6 +238,9 @@ pub struct Peer {
     rtc: Rtc,
     local: SocketAddr,
     rx_mode: RxMode,
+    clock: MediaClock,
+    /// Delays of the media received since the driver last drained them.
+    delays: Vec<MediaDelay>,
     pending: Option<SdpPendingOffer>,
     plan: SendPlan,
     senders: Vec<Sender>,
@@ -186,7 +262,13 @@ pub(crate) fn random_u32() -> u32 {
 }
 
 impl Peer {
-    pub fn new(local: SocketAddr, rx_mode: RxMode, plan: SendPlan, now: Instant) -> Self {
+    pub fn new(
+        local: SocketAddr,
+        rx_mode: RxMode,
+        plan: SendPlan,
+        clock: MediaClock,
+        now: Instant,
+    ) -> Self {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
@@ -207,6 +289,8 @@ impl Peer {
             rtc,
             local,
             rx_mode,
+            clock,
+            delays: Vec::new(),
             pending: None,
             plan,
             senders: Vec::new(),
@@ -290,7 +374,7 @@ impl Peer {
                 clip,
                 next: 0,
                 seq: (random_u32() & 0x7fff) as u64,
-                rtp_base: random_u32(),
+                rtp_base: 0,
                 start: None,
             })
             .collect();
@@ -354,6 +438,12 @@ impl Peer {
             }
             let tracked = (audio || Some(pt) == self.vp8_pt).then_some(audio);
             s.on_rtp(ssrc, seq, tracked);
+            if tracked.is_some() {
+                let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                let rate = clock_rate(if audio { Codec::Opus } else { Codec::Vp8 });
+                let delay = self.clock.delay(now, ts, rate);
+                self.delays.push(MediaDelay { audio, delay });
+            }
             // Video still goes through the stack: a browser answers it with the transport-wide
             // feedback, receiver reports and NACKs that the SFU's bandwidth estimate lives on,
             // and that estimate paces the video and picks screen layers. Without it the
@@ -405,6 +495,11 @@ impl Peer {
         self.transmit.drain(..)
     }
 
+    /// Delays of the media received since the last call, drained.
+    pub fn drain_delays(&mut self) -> std::vec::Drain<'_, MediaDelay> {
+        self.delays.drain(..)
+    }
+
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         if self.events.is_empty() {
             None
@@ -418,8 +513,10 @@ impl Peer {
     }
 
     fn send_media(&mut self, now: Instant) {
+        let clock = self.clock;
         for s in &mut self.senders {
-            let start = *s.start.get_or_insert(now);
+            let rate = clock_rate(s.codec);
+            let mut start = s.begin(clock, now);
             let pt = self
                 .rtc
                 .codec_config()
@@ -455,9 +552,12 @@ impl Peer {
                 self.stats.sent_bytes += p.payload.len() as u64;
                 s.seq += 1;
                 s.next += 1;
-                // A long stall (the generator overloaded) skips media rather than bursting it.
+                // A long stall (the generator overloaded) skips media rather than bursting it,
+                // and the timestamps skip with it, as a capture clock's would.
                 if now.saturating_duration_since(start + at) > Duration::from_secs(1) {
-                    s.start = Some(now - at);
+                    start = now - at;
+                    s.start = Some(start);
+                    s.rtp_base = clock.ticks(start, rate);
                 }
             }
         }
@@ -500,7 +600,7 @@ impl Peer {
                 // receives a packet every 20 ms (voice without transport-wide feedback) never
                 // reaches it.
                 for s in &mut self.senders {
-                    s.start.get_or_insert(now);
+                    s.begin(self.clock, now);
                 }
                 self.events.push(PeerEvent::Connected);
             }
@@ -542,12 +642,83 @@ mod tests {
     }
 
     #[test]
+    fn the_media_clock_times_packets_and_refuses_foreign_timestamps() {
+        let epoch = Instant::now();
+        let clock = MediaClock::new(epoch);
+        let sent = epoch + Duration::from_secs(7);
+        let ms = Duration::from_millis;
+        for rate in [48_000, 90_000] {
+            let ts = clock.ticks(sent, rate);
+            let d = clock.delay(sent + ms(30), ts, rate).unwrap();
+            assert!(d.abs_diff(ms(30)) < Duration::from_micros(25), "{d:?}");
+            // A few microseconds early is the clips' rounding; well before the schedule is not.
+            assert_eq!(
+                clock.delay(sent, ts.wrapping_add(1), rate),
+                Some(Duration::ZERO)
+            );
+            assert_eq!(clock.delay(sent, ts.wrapping_add(rate / 10), rate), None);
+            // Up to a minute late is a delay; a timestamp rewritten from zero is hours off.
+            assert!(
+                clock
+                    .delay(sent + Duration::from_secs(59), ts, rate)
+                    .is_some()
+            );
+            assert_eq!(clock.delay(sent + Duration::from_secs(61), ts, rate), None);
+            assert_eq!(clock.delay(sent, 960, rate), None);
+        }
+        // Past the 32-bit wrap (about 12 hours at 48 kHz from the first tick at 2^31).
+        let late = epoch + Duration::from_secs(13 * 3600);
+        let ts = clock.ticks(late, 48_000);
+        assert!(ts < 1 << 31);
+        assert_eq!(clock.delay(late + ms(20), ts, 48_000), Some(ms(20)));
+    }
+
+    #[test]
+    fn received_media_is_timed_from_its_senders_schedule() {
+        let now = Instant::now();
+        let clock = MediaClock::new(now - Duration::from_secs(5));
+        let mut p = Peer::new(
+            "127.0.0.1:40000".parse().unwrap(),
+            RxMode::Count,
+            SendPlan::default(),
+            clock,
+            now,
+        );
+        let rtp = |pt: u8, seq: u8, ts: u32| {
+            let mut pkt = vec![0x80, pt, 0, seq];
+            pkt.extend_from_slice(&ts.to_be_bytes());
+            pkt.extend_from_slice(&[0, 0, 0, 42]);
+            pkt.extend_from_slice(&[0u8; 60]);
+            pkt
+        };
+        let src = "127.0.0.1:8443".parse().unwrap();
+        let (opus, vp8) = (p.opus_pt.unwrap(), p.vp8_pt.unwrap());
+        let due = now - Duration::from_millis(40);
+        p.handle_datagram(now, src, &rtp(opus, 1, clock.ticks(due, 48_000)));
+        p.handle_datagram(now, src, &rtp(vp8, 2, clock.ticks(due, 90_000)));
+        // Rewritten by the server: counted, not timed.
+        p.handle_datagram(now, src, &rtp(opus, 3, 960));
+        // Neither Opus nor VP8 (a resend, padding): not media to time.
+        p.handle_datagram(now, src, &rtp(127, 4, 0));
+        let d: Vec<MediaDelay> = p.drain_delays().collect();
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].audio && !d[1].audio && d[2].audio);
+        for x in &d[..2] {
+            let delay = x.delay.unwrap();
+            assert!(delay.abs_diff(Duration::from_millis(40)) < Duration::from_micros(25));
+        }
+        assert_eq!(d[2].delay, None);
+        assert_eq!(p.drain_delays().count(), 0);
+    }
+
+    #[test]
     fn rtp_is_counted_from_its_clear_header() {
         let now = Instant::now();
         let mut p = Peer::new(
             "127.0.0.1:40000".parse().unwrap(),
             RxMode::Count,
             SendPlan::default(),
+            MediaClock::new(now),
             now,
         );
         let opus = p.opus_pt.unwrap();

@@ -7,9 +7,10 @@
 //! ends of the steady phase, and the caller is told (for the benchmark harness to sample the SFU).
 
 use crate::media::{self, Clip};
-use crate::peer::{Peer, PeerEvent, RxMode, RxStats, SendPlan};
+use crate::peer::{MediaClock, MediaDelay, Peer, PeerEvent, RxMode, RxStats, SendPlan};
 use crate::rtcd::{Credentials, Inbound, Plugin};
 use calls_proto::{JoinData, RtcMessageType};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
@@ -119,6 +120,21 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// Percentiles of a histogram of microseconds.
+    fn of_micros(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+        Percentiles {
+            count: h.len() as usize,
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            max_ms: h.max() as f64 / 1e3,
+        }
+    }
+
     pub fn of(mut v: Vec<Duration>) -> Self {
         if v.is_empty() {
             return Self::default();
@@ -155,6 +171,15 @@ pub struct Steady {
     /// generator, not the SFU, lost those.
     #[serde(default)]
     pub loadgen_socket_drops: u64,
+    /// One-way delay of the voice and video received, from the moment the sender was due to
+    /// send each packet to the moment the generator read it ([`MediaClock`]).
+    #[serde(default)]
+    pub audio_delay: Percentiles,
+    #[serde(default)]
+    pub video_delay: Percentiles,
+    /// Media packets whose delay could not be measured: the server rewrote their timestamps.
+    #[serde(default)]
+    pub delay_unmeasured: u64,
 }
 
 /// The datagrams this process's UDP sockets have dropped on arrival, in the calling thread's
@@ -208,6 +233,7 @@ struct Live {
     rx_packets: Cell<u64>,
     rx_bytes: Cell<u64>,
     tx_packets: Cell<u64>,
+    delays: RefCell<Delays>,
     errors: RefCell<Vec<String>>,
 }
 
@@ -218,6 +244,51 @@ impl Live {
         if errs.len() < 20 && !errs.contains(&e) {
             errs.push(e);
         }
+    }
+}
+
+/// One-way media delays, voice and video apart, from the sender's schedule to the receiver
+/// ([`MediaClock`]); cleared when the steady phase starts.
+struct Delays {
+    audio: Histogram<u64>,
+    video: Histogram<u64>,
+    /// Packets whose timestamps were not their sender's (rewritten by the server).
+    unmeasured: u64,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        // Microseconds, to a minute, at 1% precision: a few kilobytes for the whole run.
+        let h = || {
+            Histogram::new_with_bounds(1, crate::peer::MAX_MEDIA_DELAY.as_micros() as u64, 2)
+                .expect("valid histogram bounds")
+        };
+        Delays {
+            audio: h(),
+            video: h(),
+            unmeasured: 0,
+        }
+    }
+}
+
+impl Delays {
+    fn record(&mut self, d: MediaDelay) {
+        let Some(delay) = d.delay else {
+            self.unmeasured += 1;
+            return;
+        };
+        let h = if d.audio {
+            &mut self.audio
+        } else {
+            &mut self.video
+        };
+        h.saturating_record(delay.as_micros() as u64);
+    }
+
+    fn clear(&mut self) {
+        self.audio.reset();
+        self.video.reset();
+        self.unmeasured = 0;
     }
 }
 
@@ -291,6 +362,8 @@ pub(crate) struct Ctx {
     feeds_changed: tokio::sync::Notify,
     /// The shared socket, with `--anyip`.
     net: Option<Rc<crate::net::SharedNet>>,
+    /// The RTP clock of every participant's media, so that receivers can time it.
+    clock: MediaClock,
 }
 
 /// One peer's way onto the network: a socket of its own, or an address on the shared socket
@@ -411,6 +484,7 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
         feeds: RefCell::default(),
         feeds_changed: tokio::sync::Notify::new(),
         net,
+        clock: MediaClock::new(Instant::now()),
         cfg,
     });
     // The shared socket's two loops live as long as the run; aborted at its end.
@@ -468,6 +542,7 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
     let t0 = Instant::now();
     let cpu0 = crate::affinity::thread_cpu_seconds();
     let drops0 = own_socket_drops();
+    ctx.live.delays.borrow_mut().clear();
     let (rx0, bytes0, tx0) = (
         ctx.live.rx_packets.get(),
         ctx.live.rx_bytes.get(),
@@ -486,6 +561,14 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
     let bytes = ctx.live.rx_bytes.get() - bytes0;
     let tx = ctx.live.tx_packets.get() - tx0;
     let drops = own_socket_drops().saturating_sub(drops0);
+    let (audio_delay, video_delay, delay_unmeasured) = {
+        let d = ctx.live.delays.borrow();
+        (
+            Percentiles::of_micros(&d.audio),
+            Percentiles::of_micros(&d.video),
+            d.unmeasured,
+        )
+    };
     on_phase(Phase::SteadyEnd);
     let _ = end_tx.send(true);
     let mut outcomes = Vec::with_capacity(total);
@@ -516,6 +599,9 @@ async fn run_local(cfg: LoadConfig, on_phase: &mut dyn FnMut(Phase)) -> Result<L
         loadgen_cpu_seconds: cpu,
         loadgen_cpu_share: cpu / secs,
         loadgen_socket_drops: drops,
+        audio_delay,
+        video_delay,
+        delay_unmeasured,
     };
     Ok(summarize(&ctx, outcomes, steady))
 }
@@ -565,7 +651,7 @@ async fn participant_rtcd(ctx: Rc<Ctx>, plugin: Plugin, slot: Slot) -> Result<Ou
     let screen_id = plan.screen.as_ref().map(|s| s.0.clone());
     let video_id = plan.video.as_ref().map(|s| s.0.clone());
     let now = Instant::now();
-    let mut peer = Peer::new(local, cfg.rx, plan, now);
+    let mut peer = Peer::new(local, cfg.rx, plan, ctx.clock, now);
     let joined_at = now;
     ctx.live.joined.set(ctx.live.joined.get() + 1);
     let mut inbound = plugin.join(JoinData::new(
@@ -649,7 +735,7 @@ async fn participant_janus(
         }
         let ep = Endpoint::open(&ctx).await?;
         let local = ep.local()?;
-        let mut peer = Peer::new(local, cfg.rx, plan.clone(), Instant::now());
+        let mut peer = Peer::new(local, cfg.rx, plan.clone(), ctx.clock, Instant::now());
         let offer = peer.create_offer(Instant::now())?;
         let p = janus
             .publish(room, &format!("user{}", slot.user), &offer)
@@ -703,7 +789,13 @@ async fn participant_janus(
         };
         let ep = Endpoint::open(&ctx).await?;
         let local = ep.local()?;
-        let mut peer = Peer::new(local, cfg.rx, SendPlan::default(), Instant::now());
+        let mut peer = Peer::new(
+            local,
+            cfg.rx,
+            SendPlan::default(),
+            ctx.clock,
+            Instant::now(),
+        );
         let sub = janus.subscribe(room, &feeds).await?;
         let answer = peer.accept_offer(&sub.offer_sdp, Instant::now())?;
         janus.start(&sub, &answer).await?;
@@ -741,6 +833,7 @@ async fn participant_janus(
                 SocketAddr::new(cfg.bind_ip, 0),
                 cfg.rx,
                 SendPlan::default(),
+                ctx.clock,
                 joined_at,
             ),
             joined_at,
@@ -823,6 +916,10 @@ pub(crate) async fn drive<M>(
                 if let Ok((n, src)) = r {
                     let before = (peer.stats.packets, peer.stats.bytes);
                     peer.handle_datagram(Instant::now(), src, &buf[..n]);
+                    let mut delays = live.delays.borrow_mut();
+                    for d in peer.drain_delays() {
+                        delays.record(d);
+                    }
                     live.rx_packets.set(live.rx_packets.get() + peer.stats.packets - before.0);
                     live.rx_bytes.set(live.rx_bytes.get() + peer.stats.bytes - before.1);
                 }
@@ -1002,6 +1099,27 @@ pub fn table(r: &LoadResult) -> String {
     row("join -> first audio", p(&r.join_to_first_audio));
     if r.screen_viewers > 0 {
         row("join -> first video", p(&r.join_to_first_video));
+    }
+    // Loopback delays are fractions of a millisecond: one decimal.
+    let mut delay = |kind: &str, p: &Percentiles| {
+        if p.count > 0 {
+            let v = format!(
+                "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} packets)",
+                p.p50_ms, p.p90_ms, p.p99_ms, p.max_ms, p.count
+            );
+            row(&format!("{kind} delay"), v);
+        }
+    };
+    delay("voice", &r.steady.audio_delay);
+    delay("video", &r.steady.video_delay);
+    if r.steady.delay_unmeasured > 0 {
+        row(
+            "delay not measured",
+            format!(
+                "{} packets: the server rewrote their RTP timestamps",
+                r.steady.delay_unmeasured
+            ),
+        );
     }
     row(
         "steady phase",
