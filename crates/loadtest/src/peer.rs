@@ -214,10 +214,17 @@ struct Sender {
 impl Sender {
     /// Starts the stream's timeline at `now` unless it has one; returns its start.
     fn begin(&mut self, clock: MediaClock, now: Instant) -> Instant {
-        *self.start.get_or_insert_with(|| {
-            self.rtp_base = clock.ticks(now, clock_rate(self.codec));
-            now
-        })
+        match self.start {
+            Some(start) => start,
+            None => self.restart(clock, now),
+        }
+    }
+
+    /// Moves the stream's timeline to `start`, and its RTP timestamps with it.
+    fn restart(&mut self, clock: MediaClock, start: Instant) -> Instant {
+        self.start = Some(start);
+        self.rtp_base = clock.ticks(start, clock_rate(self.codec));
+        start
     }
 }
 
@@ -515,7 +522,6 @@ impl Peer {
     fn send_media(&mut self, now: Instant) {
         let clock = self.clock;
         for s in &mut self.senders {
-            let rate = clock_rate(s.codec);
             let mut start = s.begin(clock, now);
             let pt = self
                 .rtc
@@ -555,9 +561,7 @@ impl Peer {
                 // A long stall (the generator overloaded) skips media rather than bursting it,
                 // and the timestamps skip with it, as a capture clock's would.
                 if now.saturating_duration_since(start + at) > Duration::from_secs(1) {
-                    start = now - at;
-                    s.start = Some(start);
-                    s.rtp_base = clock.ticks(start, rate);
+                    start = s.restart(clock, now - at);
                 }
             }
         }
