@@ -4,6 +4,7 @@
 //! - [`fast`]: the voice fast path, which frames and encrypts forwarded Opus itself with the
 //!   session keys [`keys`] captures from str0m's DTLS.
 //! - [`metrics`]: the `rtcd_rtc_*` Prometheus series the media plane fills.
+//! - [`shed`]: which received media an overloaded shard sheds, sans-IO.
 //! - [`shell`]: the I/O shell: UDP sockets, timers and the channels to the control plane.
 //! - [`vad`]: voice activity detection from audio levels, with rtcd's thresholds.
 //! - [`stun`]: the STUN parsing that demultiplexes one UDP port among all sessions.
@@ -12,6 +13,7 @@ pub mod core;
 pub mod fast;
 pub mod keys;
 pub mod metrics;
+pub mod shed;
 pub mod shell;
 pub mod simulcast;
 pub mod srtp;

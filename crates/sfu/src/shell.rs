@@ -16,6 +16,7 @@
 //! ever sees advertised addresses.
 
 use crate::core::{Sfu, SfuConfig, SfuOutput};
+use crate::shed::Shedder;
 use crate::udp::RecvBatch;
 use calls_proto::RtcMessage;
 use calls_proto::json::SessionConfig;
@@ -42,17 +43,6 @@ const MEDIA_ROUND_BUDGET: Duration = Duration::from_millis(10);
 /// `read_loop`). (At 4096 a saturated shard held a quarter of a gigabyte of stale media, and
 /// forwarded it late.)
 const INGRESS_QUEUE: usize = 256;
-
-/// How long received media may have waited (in the socket's queue, then the shard's) before it
-/// is shed rather than forwarded. An overloaded shard otherwise falls behind without bound: its
-/// socket buffer holds seconds to minutes of a call's input, so every listener hears the call
-/// later and later, and joins wait behind it too. ITU-T G.114 puts the limit of usable one-way
-/// delay at 400 ms; media that has spent 250 ms inside the SFU alone cannot be played in time
-/// once the network's share is added, and forwarding it only delays what follows. Normal bursts
-/// stay below it: the benchmark's 1 x 200 + screen row (every keyframe fanned out to 199 viewers)
-/// sheds nothing. Shed media reaches its sender as loss, which its bandwidth estimate answers;
-/// STUN and DTLS are never shed.
-const MEDIA_MAX_AGE: Duration = Duration::from_millis(250);
 
 /// Handshake and signaling datagrams (STUN, DTLS, SCTP over DTLS) a shard may have waiting. They
 /// have a queue of their own, served before media, so that joins and data-channel signaling are
@@ -194,7 +184,7 @@ impl Shell {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| format!("cannot bind UDP {}: {err}", e.local))?;
             for s in &group {
-                // Without arrival times nothing is shed by age (MEDIA_MAX_AGE); media still
+                // Without arrival times nothing is shed by age (crate::shed); media still
                 // flows, so this is not worth refusing to start over.
                 if let Err(err) = crate::udp::stamp_arrivals(s) {
                     tracing::warn!(local = %e.local, error = %err, "no arrival times on the media socket: an overloaded shard will fall behind instead of shedding stale media");
@@ -388,6 +378,7 @@ impl Shard {
         drop(peers);
         let mut sfu = Sfu::new(cfg);
         let mut tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+        let mut shedder = Shedder::new();
         loop {
             let deadline = sfu.poll_timeout();
             tokio::select! {
@@ -420,13 +411,16 @@ impl Shard {
                     // Take what else is already queued too (bounded), so that the output of
                     // many datagrams leaves in few sendmmsg calls.
                     let now = Instant::now();
-                    let wall = SystemTime::now();
+                    let overloaded = shedder.overloaded();
                     for d in round(d, &mut ingress, INGRESS_ROUND) {
-                        ingest(&mut sfu, &mut tcp_conns, now, Some(wall), d);
+                        ingest(&mut sfu, &mut tcp_conns, now, Some(&mut shedder), d);
                         // What is left waits for the next round, after control and timers.
                         if now.elapsed() > MEDIA_ROUND_BUDGET {
                             break;
                         }
+                    }
+                    if shedder.overloaded() != overloaded {
+                        tracing::debug!(shard = index, overloaded = !overloaded, "media shard {}", if overloaded { "caught up" } else { "overloaded: shedding media past the target wait" });
                     }
                 }
             }
@@ -474,22 +468,30 @@ impl Shard {
     }
 }
 
-/// Hands one ingress message to the core, shedding media that arrived longer than
-/// [`MEDIA_MAX_AGE`] before `wall` (the wall clock, which the kernel stamps arrivals with).
+/// Hands one ingress message to the core, shedding the media that `shedder` finds too late
+/// (none from the control queue, which passes no shedder).
 fn ingest(
     sfu: &mut Sfu,
     tcp_conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     now: Instant,
-    wall: Option<SystemTime>,
+    mut shedder: Option<&mut Shedder>,
     d: Ingress,
 ) {
+    // Waits are measured per message, not per round: a round's earlier batches may have taken
+    // most of a second to forward when the shard is saturated.
+    let clocks = shedder
+        .is_some()
+        .then(|| (Instant::now(), SystemTime::now()));
     match d {
         Ingress::Udp {
             destination,
             mut batch,
             recycle,
         } => {
-            let shed = shed_stale(&mut batch, wall);
+            let shed = match (shedder.as_deref_mut(), clocks) {
+                (Some(sh), Some(clocks)) => shed_late(&mut batch, sh, clocks),
+                _ => 0,
+            };
             if shed > 0 {
                 crate::metrics::ingress_dropped(shed);
                 tracing::debug!(shed, "media shard behind: stale media shed");
@@ -506,7 +508,9 @@ fn ingest(
             data,
             received,
         } => {
-            if stale(wall, received, &data) {
+            if let (Some(sh), Some(clocks)) = (shedder, clocks)
+                && !admit(sh, clocks, received, &data)
+            {
                 crate::metrics::ingress_dropped(1);
                 return;
             }
@@ -591,22 +595,28 @@ fn round<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> impl Iterator<I
         .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(max.saturating_sub(1)))
 }
 
-/// Leaves the stale media of `batch` out of its iteration; returns how many datagrams that was.
-fn shed_stale(batch: &mut RecvBatch, now: Option<SystemTime>) -> usize {
-    batch.retain(|_, data, received| !stale(now, received, data))
+/// Leaves the media of `batch` that `shedder` finds too late out of its iteration; returns how
+/// many datagrams that was. `clocks` are the monotonic and wall clocks at dequeue.
+fn shed_late(batch: &mut RecvBatch, shedder: &mut Shedder, clocks: (Instant, SystemTime)) -> usize {
+    batch.retain(|_, data, received| admit(shedder, clocks, received, data))
 }
 
-/// Whether a datagram is media that waited longer than [`MEDIA_MAX_AGE`] by `now`. Without
-/// either time, or with an arrival after `now` (the wall clock stepped back), it is not: shedding
-/// needs proof that the datagram is late.
-fn stale(now: Option<SystemTime>, received: Option<SystemTime>, datagram: &[u8]) -> bool {
-    let (Some(now), Some(received)) = (now, received) else {
-        return false;
-    };
-    !is_control(datagram)
-        && now
-            .duration_since(received)
-            .is_ok_and(|age| age > MEDIA_MAX_AGE)
+/// Whether a datagram dequeued at `clocks` goes on to the core. Handshakes always do; media
+/// does unless `shedder` finds it too late. Without proof of lateness (no arrival time, or an
+/// arrival after the wall clock, which stepped back) it does, and its wait is not counted.
+fn admit(
+    shedder: &mut Shedder,
+    (now, wall): (Instant, SystemTime),
+    received: Option<SystemTime>,
+    datagram: &[u8],
+) -> bool {
+    if is_control(datagram) {
+        return true;
+    }
+    match received.map(|r| wall.duration_since(r)) {
+        Some(Ok(wait)) => shedder.admit(now, wait),
+        _ => true,
+    }
 }
 
 /// STUN (first byte 0..=3) or DTLS (20..=63), by RFC 7983's demultiplexing. Anything else is
@@ -818,36 +828,40 @@ async fn sleep_until(t: Option<Instant>) {
 mod tests {
     use super::*;
 
-    /// Media is stale once it has waited longer than the bound; handshakes never are, and
-    /// without proof of lateness (no arrival time, no clock, or a clock that stepped back)
-    /// nothing is.
+    /// Media past the outer bound is shed; handshakes never are, and without proof of lateness
+    /// (no arrival time, or a clock that stepped back) nothing is.
     #[test]
-    fn stale_is_media_past_the_bound_and_nothing_else() {
+    fn only_media_proven_late_is_shed() {
+        use crate::shed::BURST;
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now = Instant::now();
         let (rtp, rtcp, stun, dtls) = (
             &[0x80u8, 111, 0, 1][..],
             &[0x81u8, 201, 0, 7][..],
             &[0x00u8, 0x01, 0, 0][..],
             &[23u8, 0xfe, 0xfd][..],
         );
-        let late = Some(t0 + MEDIA_MAX_AGE + Duration::from_millis(1));
-        assert!(stale(late, Some(t0), rtp));
-        assert!(stale(late, Some(t0), rtcp));
-        assert!(!stale(late, Some(t0), stun));
-        assert!(!stale(late, Some(t0), dtls));
+        let mut sh = Shedder::new();
+        let late = (now, t0 + BURST + Duration::from_millis(1));
+        assert!(!admit(&mut sh, late, Some(t0), rtp));
+        assert!(!admit(&mut sh, late, Some(t0), rtcp));
+        assert!(admit(&mut sh, late, Some(t0), stun));
+        assert!(admit(&mut sh, late, Some(t0), dtls));
         assert!(
-            !stale(Some(t0 + MEDIA_MAX_AGE), Some(t0), rtp),
+            admit(&mut sh, (now, t0 + BURST), Some(t0), rtp),
             "at the bound"
         );
-        assert!(!stale(late, None, rtp), "no arrival time");
-        assert!(!stale(None, Some(t0), rtp), "no clock");
-        assert!(!stale(Some(t0), late, rtp), "the clock stepped back");
+        assert!(admit(&mut sh, late, None, rtp), "no arrival time");
+        assert!(
+            admit(&mut sh, (now, t0), late.1.into(), rtp),
+            "the clock stepped back"
+        );
     }
 
-    /// A batch sheds exactly its stale media, and does not count what was already handed to
+    /// A batch sheds exactly its late media, and does not count what was already handed to
     /// another shard.
     #[test]
-    fn a_batch_sheds_its_stale_media_only() {
+    fn a_batch_sheds_its_late_media_only() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let from: SocketAddr = "192.0.2.7:5000".parse().unwrap();
         let (rtp, stun) = (&[0x80u8, 111, 0, 1][..], &[0x00u8, 0x01, 0, 0][..]);
@@ -855,16 +869,17 @@ mod tests {
         let mut batch = RecvBatch::of(&[
             (from, rtp, Some(t0)),  // already copied to another shard
             (from, stun, Some(t0)), // old, but a handshake
-            (from, rtp, Some(t0)),  // stale
+            (from, rtp, Some(t0)),  // late
             (from, rtp, Some(fresh)),
             (from, rtp, None),
         ]);
         batch.skip(0);
-        let now = Some(t0 + Duration::from_millis(300));
-        assert_eq!(shed_stale(&mut batch, now), 1);
+        let mut sh = Shedder::new();
+        let clocks = (Instant::now(), t0 + Duration::from_millis(300));
+        assert_eq!(shed_late(&mut batch, &mut sh, clocks), 1);
         let left: Vec<&[u8]> = batch.iter().map(|(_, d)| d).collect();
         assert_eq!(left, [stun, rtp, rtp]);
-        assert_eq!(shed_stale(&mut batch, now), 0, "shed once");
+        assert_eq!(shed_late(&mut batch, &mut sh, clocks), 0, "shed once");
     }
 
     #[test]
