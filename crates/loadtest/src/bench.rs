@@ -366,8 +366,8 @@ impl Report {
             "Per second of the steady phase, from the kernel's per-socket `drops` (`/proc/net/udp`: a \
              receive buffer was full) and rtcd's own counters (`{}`, `{}`). Whoever drops is the one \
              that did not keep up: drops at the generator's socket would mean the load tool, not the \
-             SFU, limited the row. rtcd sheds media that waited over 250 ms (counted as shed); an SFU \
-             that does not, and whose backlog still fits its socket's buffer, falls behind without \
+             SFU, limited the row. rtcd sheds media that waited over 250 ms, or over 100 ms once \
+             overloaded (counted as shed); an SFU that does not, and whose backlog still fits its socket's buffer, falls behind without \
              dropping: that shows as delay (p99 voice delay), not here.\n",
             calls_sfu::metrics::UDP_INGRESS_DROPPED,
             calls_sfu::metrics::UDP_DROPPED
