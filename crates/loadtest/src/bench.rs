@@ -367,8 +367,9 @@ impl Report {
              receive buffer was full) and rtcd's own counters (`{}`, `{}`). Whoever drops is the one \
              that did not keep up: drops at the generator's socket would mean the load tool, not the \
              SFU, limited the row. rtcd sheds media that waited over 250 ms, or over 100 ms once \
-             overloaded (counted as shed); an SFU that does not, and whose backlog still fits its socket's buffer, falls behind without \
-             dropping: that shows as delay (p99 voice delay), not here.\n",
+             overloaded (counted as shed); an SFU that does not, and whose backlog still fits its \
+             socket's buffer, falls behind without dropping: that shows as delay (p99 voice \
+             delay), not here.\n",
             calls_sfu::metrics::UDP_INGRESS_DROPPED,
             calls_sfu::metrics::UDP_DROPPED
         );

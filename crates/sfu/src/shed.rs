@@ -85,7 +85,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     /// Feeds one datagram every 2 ms from `t` for `span`, each having waited `wait(elapsed)`;
-    /// returns how many were admitted and the time after the last.
+    /// returns how many were fed, how many admitted, and `t + span`.
     fn feed(
         s: &mut Shedder,
         t: Instant,

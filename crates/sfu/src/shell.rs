@@ -474,24 +474,19 @@ fn ingest(
     sfu: &mut Sfu,
     tcp_conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     now: Instant,
-    mut shedder: Option<&mut Shedder>,
+    shedder: Option<&mut Shedder>,
     d: Ingress,
 ) {
     // Waits are measured per message, not per round: a round's earlier batches may have taken
     // most of a second to forward when the shard is saturated.
-    let clocks = shedder
-        .is_some()
-        .then(|| (Instant::now(), SystemTime::now()));
+    let mut shedding = shedder.map(|sh| (sh, (Instant::now(), SystemTime::now())));
     match d {
         Ingress::Udp {
             destination,
             mut batch,
             recycle,
         } => {
-            let shed = match (shedder.as_deref_mut(), clocks) {
-                (Some(sh), Some(clocks)) => shed_late(&mut batch, sh, clocks),
-                _ => 0,
-            };
+            let shed = shed_late(&mut batch, shedding.as_mut());
             if shed > 0 {
                 crate::metrics::ingress_dropped(shed);
                 tracing::debug!(shed, "media shard behind: stale media shed");
@@ -508,8 +503,8 @@ fn ingest(
             data,
             received,
         } => {
-            if let (Some(sh), Some(clocks)) = (shedder, clocks)
-                && !admit(sh, clocks, received, &data)
+            if let Some((sh, clocks)) = shedding.as_mut()
+                && !admit(sh, *clocks, received, &data)
             {
                 crate::metrics::ingress_dropped(1);
                 return;
@@ -595,10 +590,17 @@ fn round<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> impl Iterator<I
         .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(max.saturating_sub(1)))
 }
 
-/// Leaves the media of `batch` that `shedder` finds too late out of its iteration; returns how
-/// many datagrams that was. `clocks` are the monotonic and wall clocks at dequeue.
-fn shed_late(batch: &mut RecvBatch, shedder: &mut Shedder, clocks: (Instant, SystemTime)) -> usize {
-    batch.retain(|_, data, received| admit(shedder, clocks, received, data))
+/// Leaves the media of `batch` that the shedder finds too late out of its iteration; returns how
+/// many datagrams that was. `shedding` pairs the shedder with the monotonic and wall clocks at
+/// dequeue; without it (the control queue) nothing is shed.
+fn shed_late(
+    batch: &mut RecvBatch,
+    shedding: Option<&mut (&mut Shedder, (Instant, SystemTime))>,
+) -> usize {
+    let Some((shedder, clocks)) = shedding else {
+        return 0;
+    };
+    batch.retain(|_, data, received| admit(shedder, *clocks, received, data))
 }
 
 /// Whether a datagram dequeued at `clocks` goes on to the core. Handshakes always do; media
@@ -876,10 +878,17 @@ mod tests {
         batch.skip(0);
         let mut sh = Shedder::new();
         let clocks = (Instant::now(), t0 + Duration::from_millis(300));
-        assert_eq!(shed_late(&mut batch, &mut sh, clocks), 1);
+        assert_eq!(
+            shed_late(&mut batch, None),
+            0,
+            "no shedder (no clock): nothing shed"
+        );
+        assert_eq!(batch.iter().count(), 4);
+        let mut shedding = (&mut sh, clocks);
+        assert_eq!(shed_late(&mut batch, Some(&mut shedding)), 1);
         let left: Vec<&[u8]> = batch.iter().map(|(_, d)| d).collect();
         assert_eq!(left, [stun, rtp, rtp]);
-        assert_eq!(shed_late(&mut batch, &mut sh, clocks), 0, "shed once");
+        assert_eq!(shed_late(&mut batch, Some(&mut shedding)), 0, "shed once");
     }
 
     #[test]
