@@ -181,6 +181,12 @@ struct TrackOut {
     /// A packet of this track went through str0m and is not out yet: the ones after it follow
     /// the same way, so the receiver gets them in order.
     sync_pending: bool,
+    /// Subtracted from the publisher's extended sequence numbers for this receiver: the
+    /// rollover count of the first packet it got. A receiver starts a stream's SRTP rollover
+    /// counter at 0 (RFC 3711 3.3.1), so forwarding a publisher's own count once its sequence
+    /// numbers had wrapped (after 32768 to 65536 packets, 11 to 22 minutes of voice) failed
+    /// every packet's authentication: a receiver added later heard nothing of that speaker.
+    seq_base: Option<u64>,
 }
 
 /// A receiver's framing of one voice track on the fast path.
@@ -272,11 +278,13 @@ impl Peer {
 /// The receiver's copy of a voice packet from the fast path, or `None` when str0m must send
 /// this one: the fast path is not ready, the receiver is disconnected, or the track is due a
 /// packet through str0m.
+/// `out_seq` is the packet's sequence number for this receiver (rebased, [`TrackOut::seq_base`]).
 fn send_voice_fast(
     rp: &mut Peer,
     oi: usize,
     codec: str0m::format::Codec,
     f: &Forward,
+    out_seq: u64,
     spare: &mut Vec<Vec<u8>>,
 ) -> Option<SfuOutput> {
     let seq = *f.pkt.seq_no;
@@ -324,7 +332,7 @@ fn send_voice_fast(
     let h = VoiceHeader {
         pt: *voice.pt,
         marker: f.pkt.header.marker,
-        seq,
+        seq: out_seq,
         timestamp: f.pkt.header.timestamp,
         ssrc: voice.ssrc,
         level: voice
@@ -1131,6 +1139,7 @@ impl Sfu {
                 voice: None,
                 next_sync: 0,
                 sync_pending: false,
+                seq_base: None,
             });
             crate::metrics::track(&peer.cfg.group_id, "out", t.mime, 1.0);
         }
@@ -1670,9 +1679,15 @@ impl Sfu {
                 }) else {
                     continue;
                 };
-                let out_mid = rp.out[oi].mid;
+                let o = &mut rp.out[oi];
+                let out_mid = o.mid;
+                let base = *o.seq_base.get_or_insert(*f.pkt.seq_no & !0xffff);
+                // A packet from before the first this receiver got has no place in its stream.
+                let Some(out_seq) = f.pkt.seq_no.checked_sub(base) else {
+                    continue;
+                };
                 if audio && self.cfg.voice_fast_path {
-                    if let Some(t) = send_voice_fast(rp, oi, codec, f, &mut self.spare) {
+                    if let Some(t) = send_voice_fast(rp, oi, codec, f, out_seq, &mut self.spare) {
                         self.out.push_back(t);
                         self.voice_fast += 1;
                         continue;
@@ -1691,7 +1706,7 @@ impl Sfu {
                 };
                 let w = RtpWrite::new(
                     pt,
-                    f.pkt.seq_no,
+                    out_seq.into(),
                     f.pkt.header.timestamp,
                     now,
                     f.pkt.payload.clone(),

@@ -943,3 +943,69 @@ fn an_unanswered_server_offer_is_retried() {
         "and the retried track arrives"
     );
 }
+
+#[test]
+fn a_receiver_added_after_the_speakers_sequence_numbers_wrapped_hears_them() {
+    // A receiver starts a stream's SRTP rollover counter at 0. A publisher whose sequence
+    // numbers have wrapped is in its second cycle, so a receiver added after that must get the
+    // stream rebased into its first cycle, on the fast path and through str0m alike.
+    let mut net = Net::with_bwe(true);
+    let a = Client::with_rtc(
+        "A",
+        "10.0.0.2:5000".parse().unwrap(),
+        Rtc::builder().set_rtp_mode(true).build(net.now),
+        net.now,
+    );
+    let a_addr = a.addr;
+    net.join_client(a);
+    net.client("A")
+        .rtc
+        .add_local_candidate(Candidate::host(a_addr, "udp").unwrap())
+        .unwrap();
+    net.join("B", "10.0.0.3:5000");
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    // 20 packets from sequence number 65530: the stream wraps after the sixth.
+    let mut seq = 65_530u64;
+    speak_rtp(&mut net, mic, &mut seq, 0..20);
+    net.join("D", "10.0.0.5:5000");
+    net.run(Duration::from_secs(3));
+    assert_eq!(
+        net.client("D").media_added.len(),
+        1,
+        "D gets A's voice track"
+    );
+    speak_rtp(&mut net, mic, &mut seq, 20..140);
+    let got = |net: &mut Net, sid: &str| -> Vec<u8> {
+        net.client(sid).media_in.iter().map(|(_, d)| d[0]).collect()
+    };
+    assert_eq!(
+        got(&mut net, "B"),
+        (0..140).collect::<Vec<_>>(),
+        "B, across the wrap"
+    );
+    assert_eq!(
+        got(&mut net, "D"),
+        (20..140).collect::<Vec<_>>(),
+        "D, added after the wrap"
+    );
+}
+
+/// A (an RTP-mode client) sends packets `tags` with sequence numbers from `seq` on, 20 ms apart:
+/// packet `i` is 40 bytes of `i`.
+fn speak_rtp(net: &mut Net, mic: Mid, seq: &mut u64, tags: std::ops::Range<u8>) {
+    for i in tags {
+        let now = net.now;
+        let a = net.client("A");
+        let pt = a.rtc.media(mic).unwrap().remote_pts()[0];
+        let w = str0m::rtp::RtpWrite::new(pt, (*seq).into(), u32::from(i) * 960, now, vec![i; 40]);
+        *seq += 1;
+        a.rtc
+            .direct_api()
+            .stream_tx_by_mid(mic, None)
+            .expect("mic stream")
+            .write_rtp(w);
+        net.run(Duration::from_millis(20));
+    }
+}
