@@ -1,7 +1,10 @@
-//! A sans-IO SRTP sender: protects outgoing RTP (encrypt and authenticate), nothing else.
+//! Sans-IO SRTP for the voice fast path: [`SrtpSender`] protects outgoing RTP, [`SrtpReceiver`]
+//! opens incoming RTP, and [`ReplayWindow`] gives a received packet its index and refuses
+//! replays (RFC 3711 3.3). RTCP is left to str0m.
 //!
-//! The audio fast path encrypts forwarded Opus itself because str0m's per-session poll costs
-//! more than the packet; every primitive still comes from str0m's own crypto provider.
+//! The fast path encrypts forwarded Opus, and decrypts the Opus it forwards, itself because
+//! str0m's per-session passes cost more than the packet; every primitive still comes from
+//! str0m's own crypto provider.
 
 use std::fmt;
 
@@ -67,6 +70,12 @@ pub struct SrtpSender {
     transform: Transform,
 }
 
+/// Opens (authenticates and decrypts) incoming RTP with the session keys of the other direction.
+/// Which packet index a packet has, and whether it was seen before, is [`ReplayWindow`]'s.
+pub struct SrtpReceiver {
+    transform: Transform,
+}
+
 enum Transform {
     AesCm {
         cipher: Box<dyn Aes128CmSha1_80Cipher>,
@@ -88,7 +97,15 @@ impl fmt::Debug for SrtpSender {
     // Never print key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SrtpSender")
-            .field("profile", &self.profile())
+            .field("profile", &self.transform.profile())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SrtpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpReceiver")
+            .field("profile", &self.transform.profile())
             .finish_non_exhaustive()
     }
 }
@@ -103,21 +120,9 @@ impl SrtpSender {
         material: &[u8],
         client: bool,
     ) -> Result<SrtpSender, SrtpError> {
-        let (key_len, salt_len) = master_lengths(profile)?;
-        let expected = 2 * (key_len + salt_len);
-        if material.len() != expected {
-            return Err(SrtpError::BadKeyingMaterial {
-                expected,
-                got: material.len(),
-            });
-        }
-        let (keys, salts) = material.split_at(2 * key_len);
-        let (key, salt) = if client {
-            (&keys[..key_len], &salts[..salt_len])
-        } else {
-            (&keys[key_len..], &salts[salt_len..])
-        };
-        Self::from_master(crypto, profile, key, salt)
+        Ok(SrtpSender {
+            transform: Transform::from_material(crypto, profile, material, client, true)?,
+        })
     }
 
     /// Bytes protect_rtp appends after the payload (10 for AES-CM-HMAC-SHA1-80, 16 for the GCM
@@ -194,18 +199,270 @@ impl SrtpSender {
         }
     }
 
-    /// Builds a sender from one side's master key and salt, deriving the session keys.
+    #[cfg(test)]
     fn from_master(
         crypto: &CryptoProvider,
         profile: SrtpProfile,
         master_key: &[u8],
         master_salt: &[u8],
     ) -> Result<SrtpSender, SrtpError> {
+        Transform::from_master(crypto, profile, master_key, master_salt, true)
+            .map(|transform| SrtpSender { transform })
+    }
+
+    // Session-key constructors, so the RFC vectors that start from session keys can be checked
+    // without a KDF in between.
+
+    #[cfg(test)]
+    fn aes_cm(
+        crypto: &CryptoProvider,
+        key: [u8; CM_KEY_LEN],
+        salt: [u8; CM_SALT_LEN],
+        auth_key: [u8; CM_AUTH_KEY_LEN],
+    ) -> SrtpSender {
+        SrtpSender {
+            transform: Transform::aes_cm(crypto, key, salt, auth_key, true),
+        }
+    }
+
+    #[cfg(test)]
+    fn gcm128(
+        crypto: &CryptoProvider,
+        key: [u8; GCM128_KEY_LEN],
+        salt: [u8; GCM_SALT_LEN],
+    ) -> SrtpSender {
+        SrtpSender {
+            transform: Transform::gcm128(crypto, key, salt, true),
+        }
+    }
+
+    #[cfg(test)]
+    fn gcm256(
+        crypto: &CryptoProvider,
+        key: [u8; GCM256_KEY_LEN],
+        salt: [u8; GCM_SALT_LEN],
+    ) -> SrtpSender {
+        SrtpSender {
+            transform: Transform::gcm256(crypto, key, salt, true),
+        }
+    }
+}
+
+impl SrtpReceiver {
+    /// `material` as for [`SrtpSender::new`]; `client` says this end is the DTLS client, so the
+    /// peer sends with the server half.
+    pub fn new(
+        crypto: &CryptoProvider,
+        profile: SrtpProfile,
+        material: &[u8],
+        client: bool,
+    ) -> Result<SrtpReceiver, SrtpError> {
+        Ok(SrtpReceiver {
+            transform: Transform::from_material(crypto, profile, material, !client, false)?,
+        })
+    }
+
+    /// Authenticates the SRTP packet `packet` (its first `header_len` bytes are the clear RTP
+    /// header, then the encrypted payload and the tag) with rollover counter `roc`, and writes
+    /// its plain payload (padding included) into `out` (cleared first; its capacity is reused).
+    /// The SSRC and sequence number are the header's own. `false`, with `out` empty, when the
+    /// packet is too short to hold the header and tag or does not authenticate: a forged or
+    /// corrupted packet, or one of another rollover counter.
+    pub fn unprotect_rtp(
+        &mut self,
+        packet: &[u8],
+        header_len: usize,
+        roc: u32,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
+        if header_len < MIN_RTP_HEADER_LEN || header_len > packet.len() {
+            return false;
+        }
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let index = u64::from(roc) << 16 | u64::from(u16::from_be_bytes([packet[2], packet[3]]));
+        let header = &packet[..header_len];
+        let opened = match &mut self.transform {
+            Transform::AesCm {
+                cipher,
+                salt,
+                auth_key,
+                hmac,
+            } => {
+                let Some(body) = packet
+                    .len()
+                    .checked_sub(CM_TAG_LEN)
+                    .filter(|b| *b >= header_len)
+                else {
+                    return false;
+                };
+                let tag = hmac.sha1_hmac(auth_key, &[&packet[..body], &roc.to_be_bytes()]);
+                if !tags_equal(&tag[..CM_TAG_LEN], &packet[body..]) {
+                    return false;
+                }
+                let encrypted = &packet[header_len..body];
+                out.resize(encrypted.len() + CTR_SLACK, 0);
+                let iv = aes_cm_iv(salt, ssrc, index);
+                let ok = encrypted.is_empty() || cipher.decrypt(&iv, encrypted, out).is_ok();
+                out.truncate(encrypted.len());
+                ok
+            }
+            Transform::Gcm128 { cipher, salt } => {
+                if packet.len() - header_len < GCM_TAG_LEN {
+                    return false;
+                }
+                let input = &packet[header_len..];
+                out.resize(input.len(), 0);
+                let iv = gcm_iv(salt, ssrc, index);
+                cipher
+                    .decrypt(&iv, &[header], input, out)
+                    .map(|n| out.truncate(n))
+                    .is_ok()
+            }
+            Transform::Gcm256 { cipher, salt } => {
+                if packet.len() - header_len < GCM_TAG_LEN {
+                    return false;
+                }
+                let input = &packet[header_len..];
+                out.resize(input.len(), 0);
+                let iv = gcm_iv(salt, ssrc, index);
+                cipher
+                    .decrypt(&iv, &[header], input, out)
+                    .map(|n| out.truncate(n))
+                    .is_ok()
+            }
+        };
+        if !opened {
+            out.clear();
+        }
+        opened
+    }
+}
+
+/// How many packet indices below the highest one received a [`ReplayWindow`] remembers, as
+/// libsrtp's default window does; anything older is refused.
+pub const REPLAY_WINDOW: u64 = 128;
+
+/// One received SRTP stream's packet index and replay list (RFC 3711 3.3.1 and 3.3.2).
+///
+/// The index of a packet is guessed from its 16-bit sequence number and the highest index
+/// received ([`ReplayWindow::index`]); a packet is new if its index is above that or within the
+/// window and not received yet ([`ReplayWindow::is_new`]); only an authenticated packet is
+/// recorded ([`ReplayWindow::accept`]), so that forged ones cannot move the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayWindow {
+    /// The highest index received.
+    max: u64,
+    /// Bit `i`: index `max - i` was received.
+    seen: u128,
+}
+
+impl ReplayWindow {
+    /// A window that counts every index up to `index` (inclusive) as received: a stream picked
+    /// up mid-way, whose earlier packets were handled elsewhere.
+    pub fn after(index: u64) -> ReplayWindow {
+        ReplayWindow {
+            max: index & INDEX_MASK,
+            seen: u128::MAX,
+        }
+    }
+
+    /// The highest index received.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The packet index of sequence number `seq` (RFC 3711 3.3.1): the one of ROC - 1, ROC or
+    /// ROC + 1 closest to the highest index received. `None` for a packet from before the
+    /// stream's first rollover counter or past the last one.
+    pub fn index(&self, seq: u16) -> Option<u64> {
+        let roc = self.max >> 16;
+        let s_l = self.max as u16;
+        let v = if s_l < 0x8000 {
+            if seq > s_l && seq - s_l > 0x8000 {
+                roc.checked_sub(1)?
+            } else {
+                roc
+            }
+        } else if seq < s_l - 0x8000 {
+            roc + 1
+        } else {
+            roc
+        };
+        (v <= u64::from(u32::MAX)).then_some((v << 16) | u64::from(seq))
+    }
+
+    /// Whether `index` was not received yet and is not too old to tell.
+    pub fn is_new(&self, index: u64) -> bool {
+        if index > self.max {
+            return true;
+        }
+        let age = self.max - index;
+        age < REPLAY_WINDOW && self.seen & (1 << age) == 0
+    }
+
+    /// Records the authenticated packet `index` as received.
+    pub fn accept(&mut self, index: u64) {
+        if index > self.max {
+            let shift = index - self.max;
+            self.seen = if shift >= REPLAY_WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.max = index;
+        } else if self.max - index < REPLAY_WINDOW {
+            self.seen |= 1 << (self.max - index);
+        }
+    }
+}
+
+/// Compares two authentication tags in time that does not depend on where they differ.
+fn tags_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Transform {
+    /// The session keys of one half of DTLS-SRTP keying material (RFC 5764 4.2: client key,
+    /// server key, client salt, server salt): the client's half when `client_half`.
+    fn from_material(
+        crypto: &CryptoProvider,
+        profile: SrtpProfile,
+        material: &[u8],
+        client_half: bool,
+        encrypt: bool,
+    ) -> Result<Transform, SrtpError> {
+        let (key_len, salt_len) = master_lengths(profile)?;
+        let expected = 2 * (key_len + salt_len);
+        if material.len() != expected {
+            return Err(SrtpError::BadKeyingMaterial {
+                expected,
+                got: material.len(),
+            });
+        }
+        let (keys, salts) = material.split_at(2 * key_len);
+        let (key, salt) = if client_half {
+            (&keys[..key_len], &salts[..salt_len])
+        } else {
+            (&keys[key_len..], &salts[salt_len..])
+        };
+        Self::from_master(crypto, profile, key, salt, encrypt)
+    }
+
+    /// One side's master key and salt, with the session keys derived from them.
+    fn from_master(
+        crypto: &CryptoProvider,
+        profile: SrtpProfile,
+        master_key: &[u8],
+        master_salt: &[u8],
+        encrypt: bool,
+    ) -> Result<Transform, SrtpError> {
         let (key_len, salt_len) = master_lengths(profile)?;
         // Callers slice these from checked material; a mismatch here is a bug in this module.
         debug_assert_eq!((master_key.len(), master_salt.len()), (key_len, salt_len));
         let srtp = crypto.srtp_provider;
-        let sender = match profile {
+        let transform = match profile {
             SrtpProfile::AES128_CM_SHA1_80 => {
                 let mut key = [0; CM_KEY_LEN];
                 let mut salt = [0; CM_SALT_LEN];
@@ -213,47 +470,42 @@ impl SrtpSender {
                 kdf(srtp, master_key, master_salt, LABEL_CIPHER_KEY, &mut key);
                 kdf(srtp, master_key, master_salt, LABEL_SALT, &mut salt);
                 kdf(srtp, master_key, master_salt, LABEL_AUTH_KEY, &mut auth_key);
-                Self::aes_cm(crypto, key, salt, auth_key)
+                Self::aes_cm(crypto, key, salt, auth_key, encrypt)
             }
             SrtpProfile::AEAD_AES_128_GCM => {
                 let mut key = [0; GCM128_KEY_LEN];
                 let mut salt = [0; GCM_SALT_LEN];
                 kdf(srtp, master_key, master_salt, LABEL_CIPHER_KEY, &mut key);
                 kdf(srtp, master_key, master_salt, LABEL_SALT, &mut salt);
-                Self::gcm128(crypto, key, salt)
+                Self::gcm128(crypto, key, salt, encrypt)
             }
             SrtpProfile::AEAD_AES_256_GCM => {
                 let mut key = [0; GCM256_KEY_LEN];
                 let mut salt = [0; GCM_SALT_LEN];
                 kdf(srtp, master_key, master_salt, LABEL_CIPHER_KEY, &mut key);
                 kdf(srtp, master_key, master_salt, LABEL_SALT, &mut salt);
-                Self::gcm256(crypto, key, salt)
+                Self::gcm256(crypto, key, salt, encrypt)
             }
             other => return Err(SrtpError::UnsupportedProfile(other.to_string())),
         };
-        Ok(sender)
+        Ok(transform)
     }
-
-    // The constructors below take session keys, so the RFC vectors that start from session keys
-    // can be checked without a KDF in between.
 
     fn aes_cm(
         crypto: &CryptoProvider,
         key: [u8; CM_KEY_LEN],
         salt: [u8; CM_SALT_LEN],
         auth_key: [u8; CM_AUTH_KEY_LEN],
-    ) -> SrtpSender {
-        let cipher = crypto
-            .srtp_provider
-            .aes_128_cm_sha1_80()
-            .create_cipher(key, true);
-        SrtpSender {
-            transform: Transform::AesCm {
-                cipher,
-                salt,
-                auth_key,
-                hmac: crypto.sha1_hmac_provider,
-            },
+        encrypt: bool,
+    ) -> Transform {
+        Transform::AesCm {
+            cipher: crypto
+                .srtp_provider
+                .aes_128_cm_sha1_80()
+                .create_cipher(key, encrypt),
+            salt,
+            auth_key,
+            hmac: crypto.sha1_hmac_provider,
         }
     }
 
@@ -261,13 +513,14 @@ impl SrtpSender {
         crypto: &CryptoProvider,
         key: [u8; GCM128_KEY_LEN],
         salt: [u8; GCM_SALT_LEN],
-    ) -> SrtpSender {
-        let cipher = crypto
-            .srtp_provider
-            .aead_aes_128_gcm()
-            .create_cipher(key, true);
-        SrtpSender {
-            transform: Transform::Gcm128 { cipher, salt },
+        encrypt: bool,
+    ) -> Transform {
+        Transform::Gcm128 {
+            cipher: crypto
+                .srtp_provider
+                .aead_aes_128_gcm()
+                .create_cipher(key, encrypt),
+            salt,
         }
     }
 
@@ -275,18 +528,19 @@ impl SrtpSender {
         crypto: &CryptoProvider,
         key: [u8; GCM256_KEY_LEN],
         salt: [u8; GCM_SALT_LEN],
-    ) -> SrtpSender {
-        let cipher = crypto
-            .srtp_provider
-            .aead_aes_256_gcm()
-            .create_cipher(key, true);
-        SrtpSender {
-            transform: Transform::Gcm256 { cipher, salt },
+        encrypt: bool,
+    ) -> Transform {
+        Transform::Gcm256 {
+            cipher: crypto
+                .srtp_provider
+                .aead_aes_256_gcm()
+                .create_cipher(key, encrypt),
+            salt,
         }
     }
 
     fn profile(&self) -> SrtpProfile {
-        match self.transform {
+        match self {
             Transform::AesCm { .. } => SrtpProfile::AES128_CM_SHA1_80,
             Transform::Gcm128 { .. } => SrtpProfile::AEAD_AES_128_GCM,
             Transform::Gcm256 { .. } => SrtpProfile::AEAD_AES_256_GCM,
@@ -833,5 +1087,223 @@ mod tests {
         .unwrap();
         let debug = format!("{sender:?}");
         assert_eq!(debug, "SrtpSender { profile: AES128_CM_SHA1_80, .. }");
+    }
+
+    fn open(receiver: &mut SrtpReceiver, packet: &[u8], roc: u32) -> Option<Vec<u8>> {
+        let mut out = vec![7; 3];
+        let ok = receiver.unprotect_rtp(packet, 12, roc, &mut out);
+        assert_eq!(
+            ok,
+            !out.is_empty() || packet.len() == 12 + tag_len(receiver)
+        );
+        ok.then_some(out)
+    }
+
+    fn tag_len(r: &SrtpReceiver) -> usize {
+        match r.transform {
+            Transform::AesCm { .. } => CM_TAG_LEN,
+            _ => GCM_TAG_LEN,
+        }
+    }
+
+    #[test]
+    fn receiver_opens_libsrtp_and_rfc7714_reference_packets() {
+        let crypto = crypto();
+        // The known keys as the DTLS client's half: the server (client = false) receives with it.
+        let other = (
+            "00112233445566778899aabbccddeeff",
+            "0102030405060708090a0b0c0d0e",
+        );
+        let cm = material((B3_MASTER_KEY, B3_MASTER_SALT), other);
+        let mut r = SrtpReceiver::new(&crypto, SrtpProfile::AES128_CM_SHA1_80, &cm, false).unwrap();
+        let plain = hex(LIBSRTP_PLAIN);
+        assert_eq!(
+            open(&mut r, &hex(LIBSRTP_CM_PROTECTED), 0).unwrap(),
+            plain[12..]
+        );
+        let mut wrong_half =
+            SrtpReceiver::new(&crypto, SrtpProfile::AES128_CM_SHA1_80, &cm, true).unwrap();
+        assert_eq!(open(&mut wrong_half, &hex(LIBSRTP_CM_PROTECTED), 0), None);
+
+        let gcm = material(
+            (LIBSRTP_GCM_MASTER_KEY, LIBSRTP_GCM_MASTER_SALT),
+            (
+                "ffeeddccbbaa99887766554433221100",
+                "0b0a09080706050403020100",
+            ),
+        );
+        let mut r = SrtpReceiver::new(&crypto, SrtpProfile::AEAD_AES_128_GCM, &gcm, false).unwrap();
+        assert_eq!(
+            open(&mut r, &hex(LIBSRTP_GCM_PROTECTED), 0).unwrap(),
+            plain[12..]
+        );
+
+        let mut r = SrtpReceiver {
+            transform: Transform::gcm128(
+                &crypto,
+                arr("000102030405060708090a0b0c0d0e0f"),
+                arr(RFC7714_SALT),
+                false,
+            ),
+        };
+        let protected = hex(
+            "8040f17b 8041f8d3 5501a0b2 f24de3a3 fb34de6c acba861c 9d7e4bca be633bd5 0d294e6f \
+             42a5f47a 51c7d19b 36de3adf 8833899d 7f27beb1 6a9152cf 765ee439 0cce",
+        );
+        assert_eq!(
+            open(&mut r, &protected, 0).unwrap(),
+            hex(RFC7714_PLAIN)[12..]
+        );
+    }
+
+    #[test]
+    fn receiver_opens_what_the_peers_sender_protects() {
+        let crypto = crypto();
+        // A header with one CSRC and an extension block, so that the clear part is not 12 bytes.
+        let mut plain = hex("920f1234 decafbad cafebabe 11223344 bede0001 10ff0000");
+        let header_len = plain.len();
+        plain.extend((0..=255u8).cycle().take(300));
+        for profile in SrtpProfile::ALL {
+            let material: Vec<u8> = (0..profile.keying_material_len() as u8).collect();
+            for client in [true, false] {
+                let mut tx = SrtpSender::new(&crypto, *profile, &material, client).unwrap();
+                let mut rx = SrtpReceiver::new(&crypto, *profile, &material, !client).unwrap();
+                let mut own = SrtpReceiver::new(&crypto, *profile, &material, client).unwrap();
+                let mut packet = Vec::new();
+                let mut out = Vec::with_capacity(512);
+                let ptr = out.as_ptr();
+                for roc in [0, 1, 7, u32::MAX] {
+                    let index = u64::from(roc) << 16 | 0x1234;
+                    for len in [header_len, header_len + 1, plain.len()] {
+                        tx.protect_rtp(&plain[..len], header_len, 0xcafebabe, index, &mut packet);
+                        assert!(
+                            rx.unprotect_rtp(&packet, header_len, roc, &mut out),
+                            "{profile} client={client} roc={roc} len={len}"
+                        );
+                        assert_eq!(out, plain[header_len..len], "{profile}");
+                        assert!(
+                            !own.unprotect_rtp(&packet, header_len, roc, &mut out),
+                            "{profile}: this end's own keys do not open the peer's packets"
+                        );
+                        assert!(out.is_empty());
+                    }
+                }
+                assert!(rx.unprotect_rtp(&packet, header_len, u32::MAX, &mut out));
+                assert_eq!(out.as_ptr(), ptr, "{profile}: out was reallocated");
+            }
+        }
+    }
+
+    #[test]
+    fn receiver_refuses_forged_truncated_and_misindexed_packets() {
+        let crypto = crypto();
+        let plain = hex(LIBSRTP_PLAIN);
+        for profile in SrtpProfile::ALL {
+            let material = vec![5; profile.keying_material_len()];
+            let mut tx = SrtpSender::new(&crypto, *profile, &material, true).unwrap();
+            let mut rx = SrtpReceiver::new(&crypto, *profile, &material, false).unwrap();
+            let packet = protect(&mut tx, &plain, 0xcafebabe, 0x2_1234);
+            assert!(open(&mut rx, &packet, 2).is_some(), "{profile}");
+            // Every bit is covered: header (SSRC and sequence number included), payload, tag.
+            for i in 0..packet.len() {
+                let mut forged = packet.clone();
+                forged[i] ^= 0x01;
+                assert_eq!(
+                    open(&mut rx, &forged, 2),
+                    None,
+                    "{profile}: bit flipped in byte {i}"
+                );
+            }
+            for roc in [0, 1, 3, 0x1_0002] {
+                assert_eq!(
+                    open(&mut rx, &packet, roc),
+                    None,
+                    "{profile}: rollover counter {roc}"
+                );
+            }
+            let tag = tag_len(&rx);
+            let mut out = vec![1];
+            for len in [0, 11, 12, 12 + tag - 1] {
+                assert!(
+                    !rx.unprotect_rtp(&packet[..len], 12, 2, &mut out),
+                    "{profile}: {len} bytes"
+                );
+                assert!(out.is_empty());
+            }
+            for header_len in [0, 11, packet.len() + 1] {
+                assert!(
+                    !rx.unprotect_rtp(&packet, header_len, 2, &mut out),
+                    "{profile}: header of {header_len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replay_window_guesses_the_index_across_rollovers() {
+        let w = ReplayWindow::after(0x5_0010);
+        assert_eq!(w.index(0x0011), Some(0x5_0011));
+        assert_eq!(w.index(0x0000), Some(0x5_0000));
+        assert_eq!(w.index(0x8010), Some(0x5_8010), "half a cycle ahead");
+        assert_eq!(
+            w.index(0x8011),
+            Some(0x4_8011),
+            "over half a cycle ahead: the last cycle"
+        );
+        assert_eq!(
+            w.index(0xfff0),
+            Some(0x4_fff0),
+            "late packet of the last cycle"
+        );
+
+        let w = ReplayWindow::after(0x5_fff0);
+        assert_eq!(w.index(0xfff5), Some(0x5_fff5));
+        assert_eq!(w.index(0x0003), Some(0x6_0003), "the next cycle");
+        assert_eq!(w.index(0x7ff0), Some(0x5_7ff0));
+        assert_eq!(w.index(0x7fef), Some(0x6_7fef));
+
+        let first = ReplayWindow::after(0x0005);
+        assert_eq!(first.index(0xfffe), None, "before the stream's first cycle");
+        assert_eq!(first.index(0x0002), Some(0x0002));
+        let last = ReplayWindow::after(INDEX_MASK - 2);
+        assert_eq!(last.index(0x0001), None, "past the last rollover counter");
+    }
+
+    #[test]
+    fn replay_window_refuses_replays_and_what_is_too_old() {
+        let mut w = ReplayWindow::after(1000);
+        assert!(!w.is_new(1000), "the first packet");
+        assert!(
+            !w.is_new(990),
+            "earlier packets were handled before the window"
+        );
+        assert!(w.is_new(1001));
+        // Out of order within the window: the gap is new until it arrives.
+        w.accept(1005);
+        assert_eq!(w.max(), 1005);
+        for i in 1001..1005 {
+            assert!(w.is_new(i), "{i}");
+        }
+        w.accept(1002);
+        assert!(!w.is_new(1002) && !w.is_new(1005) && w.is_new(1003));
+        w.accept(1002);
+        assert!(w.is_new(1004), "a repeated accept marks nothing else");
+        // The window slides: 128 behind the highest is too old even if it never came.
+        w.accept(1005 + 127);
+        assert!(w.is_new(1006), "126 behind, never received");
+        assert!(!w.is_new(1005), "received");
+        w.accept(1005 + 128);
+        assert!(!w.is_new(1005), "128 behind");
+        assert!(
+            !w.is_new(1004),
+            "older than the window, though never received"
+        );
+        // A jump past the window forgets everything before it.
+        w.accept(1_000_000);
+        assert!(!w.is_new(1_000_000) && w.is_new(1_000_001));
+        assert!(w.is_new(1_000_000 - 127) && !w.is_new(1_000_000 - 128));
+        let old = w.clone();
+        w.accept(5);
+        assert_eq!(w, old, "accepting what is too old changes nothing");
     }
 }
