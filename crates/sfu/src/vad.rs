@@ -16,6 +16,10 @@ pub struct Vad {
     levels: [u8; WINDOW],
     len: usize,
     next: usize,
+    /// Σ level and Σ level² over the window, kept as levels come and go: the deviation is then
+    /// exact integer arithmetic per packet instead of two passes over the window.
+    sum: u32,
+    sum_sq: u32,
     active: bool,
     activated_at: Option<Instant>,
 }
@@ -26,6 +30,8 @@ impl Default for Vad {
             levels: [0; WINDOW],
             len: 0,
             next: 0,
+            sum: 0,
+            sum_sq: 0,
             active: false,
             activated_at: None,
         }
@@ -41,22 +47,25 @@ impl Vad {
     /// Feeds one level (0 = loudest, 127 = silence). Returns the new state when it changes.
     pub fn push(&mut self, level: u8, now: Instant) -> Option<bool> {
         let level = level & 0x7f;
+        let l = u32::from(level);
         if self.len < WINDOW {
             self.levels[self.len] = level;
             self.len += 1;
+            self.sum += l;
+            self.sum_sq += l * l;
             return None;
         }
+        let old = u32::from(self.levels[self.next]);
         self.levels[self.next] = level;
         self.next = (self.next + 1) % WINDOW;
+        self.sum = self.sum - old + l;
+        self.sum_sq = self.sum_sq - old * old + l * l;
 
-        let sum: u32 = self.levels.iter().map(|l| u32::from(*l)).sum();
-        let avg = round(f64::from(sum) / WINDOW as f64);
-        let sq: f64 = self
-            .levels
-            .iter()
-            .map(|l| (f64::from(*l) - avg).powi(2))
-            .sum();
-        let dev = round((sq / (WINDOW - 1) as f64).sqrt()) as u32;
+        let avg = round(f64::from(self.sum) / WINDOW as f64) as i64;
+        // Σ (l - avg)² = Σ l² - 2·avg·Σ l + n·avg², exactly: what rtcd sums term by term.
+        let n = WINDOW as i64;
+        let sq = i64::from(self.sum_sq) - 2 * avg * i64::from(self.sum) + n * avg * avg;
+        let dev = round((sq as f64 / (WINDOW - 1) as f64).sqrt()) as u32;
 
         if !self.active && dev > ACTIVATION_THRESHOLD {
             self.activated_at = Some(now);
@@ -155,6 +164,58 @@ mod tests {
         assert!(!v.is_active());
         for i in 0..WINDOW {
             assert_eq!(v.push(speech(i), t0), None, "refills from scratch");
+        }
+    }
+
+    /// rtcd's computation, term by term over the window (what `push` did before it kept sums).
+    fn reference_dev(levels: &[u8]) -> u32 {
+        let sum: u32 = levels.iter().map(|l| u32::from(*l)).sum();
+        let avg = round(f64::from(sum) / WINDOW as f64);
+        let sq: f64 = levels.iter().map(|l| (f64::from(*l) - avg).powi(2)).sum();
+        round((sq / (WINDOW - 1) as f64).sqrt()) as u32
+    }
+
+    #[test]
+    fn running_sums_decide_exactly_as_the_windowed_computation() {
+        let t0 = Instant::now();
+        // Several seeded level sequences: speech-like swings, flat runs, extremes, every value.
+        for seed in 1..=20u64 {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut v = Vad::default();
+            let mut window = std::collections::VecDeque::new();
+            let mut active = false;
+            let mut activated = t0;
+            for i in 0..3000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let level = match (i / 300 + seed) % 4 {
+                    0 => (x % 128) as u8,
+                    1 => 127,
+                    2 => [0, 127][(x % 2) as usize],
+                    _ => 30 + (x % 20) as u8,
+                };
+                let now = t0 + Duration::from_millis(20 * i);
+                window.push_back(level);
+                if window.len() > WINDOW {
+                    window.pop_front();
+                }
+                let mut expected = None;
+                if window.len() == WINDOW && i >= WINDOW as u64 {
+                    let dev = reference_dev(window.make_contiguous());
+                    if !active && dev > ACTIVATION_THRESHOLD {
+                        (active, activated) = (true, now);
+                        expected = Some(true);
+                    } else if active
+                        && dev < DEACTIVATION_THRESHOLD
+                        && now.duration_since(activated) >= MIN_ACTIVE
+                    {
+                        active = false;
+                        expected = Some(false);
+                    }
+                }
+                assert_eq!(v.push(level, now), expected, "seed {seed}, level {i}");
+            }
         }
     }
 }
