@@ -558,6 +558,7 @@ fn main() {
     let mut net = setup(&a);
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut c = Counts::default();
+    let opened_before = net.sfu.voice_opened_packets();
     let sfu_time = speak(&mut net, Duration::from_secs(a.seconds), Some(&mut c));
     let ns = sfu_time.as_nanos() as f64 / c.forwarded_rtp.max(1) as f64;
     let expected = (a.calls * a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50;
@@ -573,6 +574,7 @@ fn main() {
             "packets_in": c.packets_in,
             "packets_out": c.packets_out,
             "forwarded_rtp": c.forwarded_rtp,
+            "voice_opened": net.sfu.voice_opened_packets() - opened_before,
             "expected_rtp": expected,
             "sfu_wall_ns_per_forwarded": (ns * 10.0).round() / 10.0,
             "setup_wall_s": (setup_secs * 10.0).round() / 10.0,

@@ -6,30 +6,33 @@
 //! tracks come and go, and forwards RTP from each publisher to every other session of its call.
 //! It takes inputs with the current time and queues [`SfuOutput`]s; it has no sockets and reads
 //! no clock. Media is forwarded when the shell polls, so the datagrams of one round go out
-//! together. Voice takes the fast path ([`crate::fast`]): each receiver's copy is framed and
-//! encrypted here and queued at once. Video is written to each receiver's session, which is then
-//! driven once for all the packets it got.
+//! together. Voice takes the fast path ([`crate::fast`]): a publisher's voice is opened here as
+//! it arrives (str0m is given the datagrams later, in a batch), and each receiver's copy is
+//! framed and encrypted here and queued at once. Video is written to each receiver's session,
+//! which is then driven once for all the packets it got.
 //!
 //! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
 //! the controlling agent. As a lite agent it never sends connectivity checks, so it cannot meet
 //! the role conflicts that full ICE must resolve (spec pitfall 1), and a peer's address is
 //! learned from the checks the client sends (peer-reflexive), which is all rtcd relies on as well.
 
-use crate::fast::{FastPath, Route, VoiceHeader};
+use crate::fast::{FastPath, Route, VoiceHeader, VoiceIn, is_rtp, parse_rtp};
 use crate::keys::KeySlot;
 use crate::simulcast::{Layer, LayerSelector, RATE_H, RateMonitor};
+use crate::srtp::ReplayWindow;
 use calls_proto::dc::{DcMessage, TrackInfo};
 use calls_proto::json::SessionConfig;
 use calls_proto::{RtcMessage, RtcMessageType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 /// How long a peer may stay ICE-disconnected before its session ends (pion's failed timeout).
@@ -69,6 +72,19 @@ const FLUSH_CHUNK: usize = 8;
 /// else such a deadline hides (RTCP reports, consent, SCTP timers) runs at most this late, which
 /// none of them minds. Peers with video keep exact timing: their pacer paces.
 const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
+
+/// How long str0m may go without the voice datagrams the fast path opened and forwarded
+/// ([`crate::fast`]): a publisher's session gets them, and the timer pass that sends its
+/// transport-wide feedback on them, at most this late. rtcd's pion sends that feedback every
+/// 100 ms; str0m's own 50 ms interval already waits for an audio-only peer's next pass, which
+/// [`AUDIO_ONLY_SLACK`] defers by as much.
+const DEFER_LIMIT: Duration = Duration::from_millis(100);
+/// Datagrams a publisher's session holds for str0m at most: 100 ms of 20 ms voice is 5, and a
+/// burst beyond this is given to str0m at once rather than held.
+const DEFER_MAX: usize = 16;
+/// Voice streams (SSRCs) a publisher's session opens on the fast path at most: a client that
+/// replaces its microphone track starts a new one, and old ones stay until this many.
+const VOICE_IN_MAX: usize = 4;
 
 /// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`].
 fn deferrable(reason: str0m::Reason) -> bool {
@@ -261,6 +277,19 @@ struct Peer {
     fast: Fast,
     /// Where str0m sends this session's media (the fast path sends there too).
     route: Option<Route>,
+    /// As a publisher: the voice streams opened on the fast path.
+    voice_in: Vec<VoiceIn>,
+    /// Their datagrams, forwarded already, that str0m has not been given yet (oldest first).
+    deferred: Vec<Deferred>,
+}
+
+/// A datagram the fast path forwarded, for str0m's records.
+struct Deferred {
+    at: Instant,
+    proto: Protocol,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: Vec<u8>,
 }
 
 impl Peer {
@@ -272,6 +301,56 @@ impl Peer {
     fn audio_only(&self) -> bool {
         self.out.iter().all(|o| o.mime.starts_with("audio"))
             && self.tracks_in.iter().all(|t| t.kind == MediaKind::Audio)
+    }
+
+    /// The session's fast path, set up once DTLS has exported its keys.
+    fn fast_path(&mut self) -> Option<&mut FastPath> {
+        if matches!(self.fast, Fast::Waiting) {
+            let keys = self.keys.get()?;
+            self.fast = match FastPath::new(keys) {
+                Ok(fp) => Fast::Ready(fp),
+                Err(e) => {
+                    tracing::warn!(session_id = %self.cfg.session_id, error = %e, "voice fast path off");
+                    Fast::Off
+                }
+            };
+        }
+        match &mut self.fast {
+            Fast::Ready(fp) => Some(fp),
+            _ => None,
+        }
+    }
+
+    /// Hands str0m the voice datagrams the fast path forwarded, with their arrival times, before
+    /// anything newer reaches it.
+    ///
+    /// str0m runs its whole timer sweep for every datagram it is handed, unless the datagram
+    /// arrived before its clock: its clock is set to `now` first, so the datagrams, all older,
+    /// skip it. The caller's own input then runs the sweep once for them all.
+    fn give_deferred(&mut self, now: Instant, spare: &mut Vec<Vec<u8>>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        // One of this round's own datagrams is stamped a nanosecond early.
+        let before_now = now.checked_sub(Duration::from_nanos(1)).unwrap_or(now);
+        for d in self.deferred.drain(..) {
+            if let Ok(contents) = d.data.as_slice().try_into() {
+                let input = Input::Receive(
+                    d.at.min(before_now),
+                    Receive {
+                        proto: d.proto,
+                        source: d.source,
+                        destination: d.destination,
+                        contents,
+                    },
+                );
+                let _ = self.rtc.handle_input(input);
+            }
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(d.data);
+            }
+        }
     }
 }
 
@@ -287,25 +366,12 @@ fn send_voice_fast(
     out_seq: u64,
     spare: &mut Vec<Vec<u8>>,
 ) -> Option<SfuOutput> {
-    let seq = *f.pkt.seq_no;
     let o = &rp.out[oi];
-    if o.sync_pending || seq >= o.next_sync || rp.disconnected_since.is_some() {
+    if o.sync_pending || f.seq >= o.next_sync || rp.disconnected_since.is_some() {
         return None;
     }
     let route = rp.route?;
-    if matches!(rp.fast, Fast::Waiting) {
-        let keys = rp.keys.get()?;
-        rp.fast = match FastPath::new(keys) {
-            Ok(fp) => Fast::Ready(fp),
-            Err(e) => {
-                tracing::warn!(session_id = %rp.cfg.session_id, error = %e, "voice fast path off");
-                Fast::Off
-            }
-        };
-    }
-    let Fast::Ready(fp) = &mut rp.fast else {
-        return None;
-    };
+    rp.fast_path()?;
     let mid = rp.out[oi].mid;
     let voice = &match rp.out[oi].voice {
         Some(v) => v,
@@ -328,12 +394,15 @@ fn send_voice_fast(
             v
         }
     };
-    let ext = &f.pkt.header.ext_vals;
+    let Fast::Ready(fp) = &mut rp.fast else {
+        return None;
+    };
+    let ext = &f.ext;
     let h = VoiceHeader {
         pt: *voice.pt,
-        marker: f.pkt.header.marker,
+        marker: f.marker,
         seq: out_seq,
-        timestamp: f.pkt.header.timestamp,
+        timestamp: f.timestamp,
         ssrc: voice.ssrc,
         level: voice
             .level_id
@@ -344,13 +413,44 @@ fn send_voice_fast(
     let buf = spare
         .pop()
         .unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY));
-    let contents = fp.seal(&h, &f.pkt.payload, buf)?;
+    let contents = fp.seal(&h, f.payload.bytes(), buf)?;
     Some(SfuOutput::Transmit {
         proto: route.proto,
         source: route.source,
         destination: route.destination,
         contents,
     })
+}
+
+/// Opens a publisher's voice stream on the fast path, from the packet after `seq` (which str0m
+/// has just handed over) on, when every track the publisher sends is voice and its keys are
+/// there.
+fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, seq: u64) {
+    if p.voice_in.iter().any(|v| v.ssrc == ssrc)
+        || !p.tracks_in.iter().all(|t| t.track_type == "voice")
+        || p.fast_path().is_none()
+    {
+        return;
+    }
+    if p.voice_in.len() >= VOICE_IN_MAX {
+        // An old stream's datagrams may still wait for str0m, whose packets must be told apart
+        // from new ones: only a session with none waiting forgets its oldest stream.
+        if !p.deferred.is_empty() {
+            return;
+        }
+        p.voice_in.remove(0);
+    }
+    let level_id = p
+        .rtc
+        .media(mid)
+        .and_then(|m| m.remote_extmap().id_of(str0m::rtp::Extension::AudioLevel));
+    p.voice_in.push(VoiceIn {
+        ssrc,
+        mid,
+        level_id,
+        replay: ReplayWindow::after(seq),
+        engaged: true,
+    });
 }
 
 /// The receiver's payload type for `codec`.
@@ -367,12 +467,63 @@ const SPARE_BUFFERS: usize = 4096;
 /// and smaller spent buffers are not kept: a voice packet would outgrow them.
 const SPARE_CAPACITY: usize = 512;
 
-/// Packets collected while draining a publisher, forwarded once the publisher is released.
+/// A packet to forward: from str0m (video, and voice until the fast path opens its stream) or
+/// opened on the fast path. Collected while draining a publisher, forwarded once it is released.
 struct Forward {
     from: PeerId,
     mid: Mid,
     rid: Option<Rid>,
-    pkt: str0m::rtp::RtpPacket,
+    /// The publisher's extended sequence number (its SRTP packet index).
+    seq: u64,
+    pt: Pt,
+    marker: bool,
+    timestamp: u32,
+    /// The publisher's header extension values (of a packet opened here, the audio level and
+    /// voice flag).
+    ext: ExtensionValues,
+    payload: Payload,
+}
+
+impl Forward {
+    fn from_str0m(from: PeerId, mid: Mid, rid: Option<Rid>, pkt: str0m::rtp::RtpPacket) -> Self {
+        Forward {
+            from,
+            mid,
+            rid,
+            seq: *pkt.seq_no,
+            pt: pkt.header.payload_type,
+            marker: pkt.header.marker,
+            timestamp: pkt.header.timestamp,
+            ext: pkt.header.ext_vals,
+            payload: Payload::Str0m(pkt.payload),
+        }
+    }
+}
+
+/// A forwarded packet's payload.
+enum Payload {
+    /// As str0m received it.
+    Str0m(Arc<[u8]>),
+    /// Decrypted by the fast path into a spare buffer, which goes back to the pool once
+    /// forwarded; shared with str0m (copied, once) only for a receiver whose copy goes through
+    /// it.
+    Opened(Vec<u8>, Option<Arc<[u8]>>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Str0m(p) => p,
+            Payload::Opened(b, _) => b,
+        }
+    }
+
+    fn shared(&mut self) -> Arc<[u8]> {
+        match self {
+            Payload::Str0m(p) => p.clone(),
+            Payload::Opened(b, shared) => shared.get_or_insert_with(|| b.as_slice().into()).clone(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -407,6 +558,8 @@ pub struct Sfu {
     events: Vec<Event>,
     /// Voice packets sent on the fast path, for tests and benchmarks.
     voice_fast: u64,
+    /// Voice packets opened on the receive side of the fast path, for tests and benchmarks.
+    voice_opened: u64,
     timer_passes: u64,
     /// Spent datagram buffers handed back by the shell ([`Sfu::recycle`]), for the fast path.
     spare: Vec<Vec<u8>>,
@@ -487,6 +640,12 @@ impl Sfu {
     /// How many receiver copies of voice packets went out on the fast path.
     pub fn voice_fast_packets(&self) -> u64 {
         self.voice_fast
+    }
+
+    /// Voice packets received on the fast path: opened here, forwarded at once, and handed to
+    /// str0m afterwards.
+    pub fn voice_opened_packets(&self) -> u64 {
+        self.voice_opened
     }
 
     /// How many times a session ran because its timer came due (each a pass through its str0m
@@ -606,6 +765,8 @@ impl Sfu {
                 keys,
                 fast: Fast::Waiting,
                 route: None,
+                voice_in: Vec::new(),
+                deferred: Vec::new(),
             },
         );
         self.drive(id, now);
@@ -687,6 +848,9 @@ impl Sfu {
             .get(&msg.session_id)
             .ok_or("session not found")?;
         let kind = msg.kind().ok_or("unexpected message type")?;
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.give_deferred(now, &mut self.spare);
+        }
         let res = match kind {
             RtcMessageType::Sdp => self.on_sdp(id, &msg.data, false, now),
             RtcMessageType::Ice => {
@@ -828,6 +992,18 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        if self.cfg.voice_fast_path
+            && !peer.voice_in.is_empty()
+            && is_rtp(data)
+            && self.open_voice(id, now, proto, source, destination, data)
+        {
+            self.last_input = Some(now);
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.give_deferred(now, &mut self.spare);
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -846,6 +1022,118 @@ impl Sfu {
         self.drive(id, now);
         // What this datagram forwards waits for `poll_output`, with that of the rest of the batch.
         self.last_input = Some(now);
+    }
+
+    /// The receive side of the voice fast path: a datagram of one of the publisher's opened
+    /// voice streams is checked, decrypted and queued for forwarding here, and kept for str0m,
+    /// which gets it later ([`Peer::give_deferred`]). `false` if it is not such a datagram, or
+    /// its header is unreadable: str0m takes it now.
+    fn open_voice(
+        &mut self,
+        id: PeerId,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        let Some(vi) = p.voice_in.iter().position(|v| v.ssrc == ssrc && v.engaged) else {
+            return false;
+        };
+        let Some(rtp) = parse_rtp(data, p.voice_in[vi].level_id) else {
+            return false;
+        };
+        let Fast::Ready(fp) = &mut p.fast else {
+            return false;
+        };
+        let v = &mut p.voice_in[vi];
+        // A replay, or a packet too old to tell, is dropped, as str0m would drop it.
+        let Some(index) = v.replay.index(rtp.seq).filter(|i| v.replay.is_new(*i)) else {
+            return true;
+        };
+        let mut payload = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY));
+        if !fp.open(data, &rtp, index, &mut payload) {
+            // Forged or corrupted: str0m would refuse it too.
+            self.spare.push(payload);
+            return true;
+        }
+        v.replay.accept(index);
+        self.voice_opened += 1;
+        let mid = v.mid;
+        // VAD listens even while muted, as rtcd does.
+        if let Some(on) = p
+            .vad
+            .as_mut()
+            .zip(rtp.level)
+            .and_then(|(vad, (level, _))| vad.push(level.unsigned_abs(), now))
+        {
+            self.out.push_back(SfuOutput::Vad {
+                session_id: p.cfg.session_id.clone(),
+                on,
+            });
+        }
+        if p.muted {
+            self.spare.push(payload);
+        } else {
+            self.forwards.push_back(Forward {
+                from: id,
+                mid,
+                rid: None,
+                seq: index,
+                pt: rtp.pt.into(),
+                marker: rtp.marker,
+                timestamp: rtp.timestamp,
+                ext: ExtensionValues {
+                    audio_level: rtp.level.map(|l| l.0),
+                    voice_activity: rtp.level.map(|l| l.1),
+                    ..Default::default()
+                },
+                payload: Payload::Opened(payload, None),
+            });
+        }
+        let mut copy = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY));
+        copy.clear();
+        copy.extend_from_slice(data);
+        let first = p.deferred.is_empty();
+        p.deferred.push(Deferred {
+            at: now,
+            proto,
+            source,
+            destination,
+            data: copy,
+        });
+        if p.deferred.len() >= DEFER_MAX {
+            p.give_deferred(now, &mut self.spare);
+            let _ = p.rtc.handle_input(Input::Timeout(now));
+            self.drive(id, now);
+        } else if first {
+            self.wake_by(id, now + DEFER_LIMIT);
+        }
+        true
+    }
+
+    /// Moves the peer's timer to `t` if it is due later.
+    fn wake_by(&mut self, id: PeerId, t: Instant) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.next_timeout.is_some_and(|n| n <= t) {
+            return;
+        }
+        if let Some(old) = p.next_timeout.replace(t) {
+            self.timers.remove(&(old, id));
+        }
+        self.timers.insert((t, id));
     }
 
     /// Runs every peer whose timer is due.
@@ -879,6 +1167,7 @@ impl Sfu {
             return;
         };
         p.next_timeout = None;
+        p.give_deferred(now, &mut self.spare);
         let _ = p.rtc.handle_input(Input::Timeout(now));
         if p.client_lock
             && p.locked_at
@@ -1285,6 +1574,9 @@ impl Sfu {
                         if deferrable(peer.rtc.last_timeout_reason()) && peer.audio_only() {
                             t = t.max(now + AUDIO_ONLY_SLACK);
                         }
+                        if let Some(d) = peer.deferred.first() {
+                            t = t.min(d.at + DEFER_LIMIT);
+                        }
                         // Most polls leave the deadline where it was: keep the entry then.
                         if peer.next_timeout != Some(t) {
                             if let Some(old) = peer.next_timeout.replace(t) {
@@ -1396,6 +1688,13 @@ impl Sfu {
                 let Some(p) = self.peers.get_mut(&id) else {
                     return;
                 };
+                let ssrc = *pkt.header.ssrc;
+                if p.voice_in
+                    .iter()
+                    .any(|v| v.ssrc == ssrc && *pkt.seq_no <= v.replay.max())
+                {
+                    return; // forwarded on the fast path when it arrived
+                }
                 let Some((mid, rid)) = p
                     .rtc
                     .direct_api()
@@ -1429,16 +1728,15 @@ impl Sfu {
                             on,
                         });
                     }
+                    if self.cfg.voice_fast_path {
+                        open_voice_stream(p, ssrc, mid, *pkt.seq_no);
+                    }
                     if p.muted {
                         return;
                     }
                 }
-                self.forwards.push_back(Forward {
-                    from: id,
-                    mid,
-                    rid,
-                    pkt,
-                });
+                self.forwards
+                    .push_back(Forward::from_str0m(id, mid, rid, pkt));
             }
             Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
@@ -1509,6 +1807,13 @@ impl Sfu {
         p.tracks_in
             .retain(|t| !(t.track_type == track_type && t.mime == mime));
         crate::metrics::track(&p.cfg.group_id, "in", mime, 1.0);
+        if track_type != "voice" {
+            // Its transport-wide sequence numbers now interleave other media with the voice:
+            // str0m must see every packet on time again.
+            for v in &mut p.voice_in {
+                v.engaged = false;
+            }
+        }
         let track_id = format!("{track_type}_{}_{}", p.cfg.session_id, random_string(8));
         p.tracks_in.push(TrackIn {
             mid,
@@ -1644,7 +1949,7 @@ impl Sfu {
         let n = limit.min(self.forwards.len());
         batch.extend(self.forwards.drain(..n));
         let mut touched = std::mem::take(&mut self.touched);
-        for f in &batch {
+        for f in &mut batch {
             let Some(p) = self.peers.get(&f.from) else {
                 continue;
             };
@@ -1653,7 +1958,7 @@ impl Sfu {
                 .rtc
                 .codec_config()
                 .iter()
-                .find(|c| c.pt() == f.pkt.header.payload_type)
+                .find(|c| c.pt() == f.pt)
                 .map(|c| c.spec().codec)
             else {
                 continue;
@@ -1681,9 +1986,9 @@ impl Sfu {
                 };
                 let o = &mut rp.out[oi];
                 let out_mid = o.mid;
-                let base = *o.seq_base.get_or_insert(*f.pkt.seq_no & !0xffff);
+                let base = *o.seq_base.get_or_insert(f.seq & !0xffff);
                 // A packet from before the first this receiver got has no place in its stream.
-                let Some(out_seq) = f.pkt.seq_no.checked_sub(base) else {
+                let Some(out_seq) = f.seq.checked_sub(base) else {
                     continue;
                 };
                 if audio && self.cfg.voice_fast_path {
@@ -1695,7 +2000,7 @@ impl Sfu {
                     // Through str0m, and the packets after it in this round follow it.
                     let o = &mut rp.out[oi];
                     o.sync_pending = true;
-                    o.next_sync = *f.pkt.seq_no + crate::fast::SYNC_EVERY;
+                    o.next_sync = f.seq + crate::fast::SYNC_EVERY;
                 }
                 let Some(pt) = payload_type(&rp.rtc, codec) else {
                     continue;
@@ -1704,18 +2009,12 @@ impl Sfu {
                 let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                     continue;
                 };
-                let w = RtpWrite::new(
-                    pt,
-                    out_seq.into(),
-                    f.pkt.header.timestamp,
-                    now,
-                    f.pkt.payload.clone(),
-                )
-                .marker(f.pkt.header.marker);
+                let w = RtpWrite::new(pt, out_seq.into(), f.timestamp, now, f.payload.shared())
+                    .marker(f.marker);
                 // Audio keeps the publisher's header extensions (audio level); video is sent
                 // without them, as rtcd does. Video is kept for retransmission on NACK.
                 let w = if audio {
-                    w.ext_vals(f.pkt.header.ext_vals.clone())
+                    w.ext_vals(f.ext.clone())
                 } else {
                     w.nackable(true)
                 };
@@ -1737,6 +2036,7 @@ impl Sfu {
                 let Some(rp) = self.peers.get_mut(&r) else {
                     break;
                 };
+                rp.give_deferred(now, &mut self.spare);
                 let _ = rp.rtc.handle_input(Input::Timeout(now));
                 self.drive(r, now);
             }
@@ -1748,7 +2048,13 @@ impl Sfu {
         }
         touched.clear();
         self.touched = touched;
-        batch.clear();
+        for f in batch.drain(..) {
+            if let Payload::Opened(buf, _) = f.payload
+                && self.spare.len() < SPARE_BUFFERS
+            {
+                self.spare.push(buf);
+            }
+        }
         self.batch = batch;
     }
 }

@@ -1,23 +1,30 @@
-//! The voice fast path: a forwarded Opus packet goes to a receiver without a pass through the
-//! receiver's str0m session.
+//! The voice fast path: a voice packet is forwarded without a pass through the publisher's or
+//! the receiver's str0m session.
 //!
-//! A str0m session sends written media only from its poll loop, and each pass walks ICE, DTLS,
-//! SCTP, every stream and the estimator: several times the cost of the packet itself when a
-//! thousand receivers each get every voice packet. For voice, the core frames the RTP packet
-//! here and encrypts it with the session's own SRTP keys ([`crate::keys`], [`crate::srtp`]),
-//! straight to the address str0m sends the session's media to.
+//! A str0m session handles media only in passes that walk ICE, DTLS, SCTP, every stream and
+//! the estimator, and each datagram it is handed runs its whole timer sweep: several times the
+//! cost of the packet itself, whether a thousand receivers each get every voice packet or
+//! many small calls forward each packet once.
 //!
-//! What str0m still does for these streams: one packet in [`SYNC_EVERY`] goes through it, so its
-//! RTCP sender reports keep a true RTP-to-wallclock mapping; it answers the receiver's RTCP.
-//! Voice packets sent here carry no transport-wide sequence number, so the send-side bandwidth
-//! estimate (which only chooses screen-share layers) counts video alone.
+//! - **Send side**: the core frames each receiver's copy here and encrypts it with the
+//!   session's own SRTP keys ([`crate::keys`], [`crate::srtp`]), straight to the address str0m
+//!   sends the session's media to. One packet in [`SYNC_EVERY`] goes through str0m, so its RTCP
+//!   sender reports keep a true RTP-to-wallclock mapping; it answers the receiver's RTCP. These
+//!   packets carry no transport-wide sequence number, so the send-side bandwidth estimate
+//!   (which only chooses screen-share layers) counts video alone.
+//! - **Receive side**: once str0m has mapped a publisher's voice SSRC to its track, the core
+//!   reads each packet's header ([`parse_rtp`]), checks it against its [`ReplayWindow`], opens
+//!   it with the publisher's keys and forwards it at once. The datagram itself still goes to
+//!   str0m, later and in a batch (the core's `Peer::deferred`), so that its receiver reports,
+//!   transport-wide feedback and statistics are exactly as if it had seen the packet on time:
+//!   it is given each packet's arrival time.
 
 use std::net::SocketAddr;
 
 use str0m::net::Protocol;
 
 use crate::keys::SrtpKeys;
-use crate::srtp::{SrtpError, SrtpSender};
+use crate::srtp::{ReplayWindow, SrtpError, SrtpReceiver, SrtpSender};
 
 /// One voice packet per stream in this many goes through str0m (one a second at 20 ms
 /// packets), the first one included.
@@ -113,24 +120,163 @@ pub fn write_rtp(h: &VoiceHeader, payload: &[u8], buf: &mut Vec<u8>) -> usize {
     header_len
 }
 
-/// A receiver's SRTP sender for the fast path, with its scratch buffer.
+/// What the receive side reads from the clear header of a publisher's RTP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpInfo {
+    pub marker: bool,
+    pub pt: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    /// The fixed header, CSRCs and extension block.
+    pub header_len: usize,
+    /// The payload ends in padding (RFC 3550 5.1).
+    pub padding: bool,
+    /// The audio level element (RFC 6464): the level in str0m's form (-dBov, 0 loudest), and
+    /// the voice flag.
+    pub level: Option<(i8, bool)>,
+}
+
+/// Reads an RTP header (RFC 3550 5.1) and its extension block in either RFC 8285 form, taking
+/// the audio level from element `level_id`. `None` if the datagram is not version 2 RTP or its
+/// header runs past its end.
+pub fn parse_rtp(d: &[u8], level_id: Option<u8>) -> Option<RtpInfo> {
+    if d.len() < 12 || d[0] >> 6 != 2 {
+        return None;
+    }
+    let csrcs = usize::from(d[0] & 0x0f);
+    let mut header_len = 12 + 4 * csrcs;
+    let mut level = None;
+    if d[0] & 0x10 != 0 {
+        let ext = d.get(header_len..header_len + 4)?;
+        let profile = u16::from_be_bytes([ext[0], ext[1]]);
+        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        let start = header_len + 4;
+        header_len = start + 4 * words;
+        let block = d.get(start..header_len)?;
+        if let Some(id) = level_id {
+            let data = match profile {
+                0xbede => one_byte_element(block, id),
+                p if p & 0xfff0 == 0x1000 => two_byte_element(block, id),
+                _ => None,
+            };
+            level = data
+                .and_then(|v| v.first())
+                .map(|b| (-((b & 0x7f) as i8), b & 0x80 != 0));
+        }
+    }
+    if header_len > d.len() {
+        return None;
+    }
+    Some(RtpInfo {
+        marker: d[1] & 0x80 != 0,
+        pt: d[1] & 0x7f,
+        seq: u16::from_be_bytes([d[2], d[3]]),
+        timestamp: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+        ssrc: u32::from_be_bytes([d[8], d[9], d[10], d[11]]),
+        header_len,
+        padding: d[0] & 0x20 != 0,
+        level,
+    })
+}
+
+/// The data of element `id` in an RFC 8285 one-byte-header block.
+fn one_byte_element(mut b: &[u8], id: u8) -> Option<&[u8]> {
+    while let Some((&first, rest)) = b.split_first() {
+        let el = first >> 4;
+        if el == 0 {
+            b = rest; // padding
+            continue;
+        }
+        if el == 15 {
+            return None; // the rest is not to be read (RFC 8285 4.2)
+        }
+        let len = usize::from(first & 0x0f) + 1;
+        let data = rest.get(..len)?;
+        if el == id {
+            return Some(data);
+        }
+        b = &rest[len..];
+    }
+    None
+}
+
+/// The data of element `id` in an RFC 8285 two-byte-header block.
+fn two_byte_element(mut b: &[u8], id: u8) -> Option<&[u8]> {
+    while let Some((&el, rest)) = b.split_first() {
+        if el == 0 {
+            b = rest; // padding
+            continue;
+        }
+        let (&len, rest) = rest.split_first()?;
+        let len = usize::from(len);
+        let data = rest.get(..len)?;
+        if el == id {
+            return Some(data);
+        }
+        b = &rest[len..];
+    }
+    None
+}
+
+/// A publisher's voice stream on the receive side of the fast path.
+#[derive(Debug, Clone)]
+pub struct VoiceIn {
+    pub ssrc: u32,
+    /// The publisher's transceiver of the track.
+    pub mid: str0m::media::Mid,
+    /// The publisher's extension id for the audio level.
+    pub level_id: Option<u8>,
+    /// Indices of the packets forwarded (or refused) here; str0m saw the ones before.
+    pub replay: ReplayWindow,
+    /// Packets are opened here. Off once the publisher also sends video: its transport-wide
+    /// sequence numbers then interleave voice and video, and str0m's feedback on them must see
+    /// every packet on time.
+    pub engaged: bool,
+}
+
+/// A session's SRTP for the fast path: the sender of what it receives, the receiver of what it
+/// publishes, and a scratch buffer.
 pub struct FastPath {
     sender: SrtpSender,
+    receiver: SrtpReceiver,
     plain: Vec<u8>,
 }
 
 impl FastPath {
     pub fn new(keys: &SrtpKeys) -> Result<FastPath, SrtpError> {
-        let sender = SrtpSender::new(
-            crate::keys::crypto(),
-            keys.profile,
-            &keys.material,
-            keys.client,
-        )?;
+        let crypto = crate::keys::crypto();
+        let sender = SrtpSender::new(crypto, keys.profile, &keys.material, keys.client)?;
+        let receiver = SrtpReceiver::new(crypto, keys.profile, &keys.material, keys.client)?;
         Ok(FastPath {
             sender,
+            receiver,
             plain: Vec::with_capacity(1500),
         })
+    }
+
+    /// Opens a publisher's voice datagram (whose header `rtp` describes) as packet `index`: its
+    /// payload, padding removed, goes into `out` (cleared first). `false` if the packet does not
+    /// authenticate or its padding is malformed.
+    pub fn open(&mut self, datagram: &[u8], rtp: &RtpInfo, index: u64, out: &mut Vec<u8>) -> bool {
+        let roc = (index >> 16) as u32;
+        if !self
+            .receiver
+            .unprotect_rtp(datagram, rtp.header_len, roc, out)
+        {
+            return false;
+        }
+        if rtp.padding {
+            // RFC 3550 5.1: the last octet counts the padding, itself included.
+            match out.last().map(|n| usize::from(*n)) {
+                Some(n) if n >= 1 && n <= out.len() => out.truncate(out.len() - n),
+                _ => {
+                    out.clear();
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// The SRTP datagram of one voice packet for this receiver, written into `out` (a spent
@@ -236,5 +382,157 @@ mod tests {
             "STUN"
         );
         assert!(Route::of_media(Protocol::Udp, a, b, &[]).is_none());
+    }
+
+    #[test]
+    fn the_receive_side_reads_what_the_send_side_writes() {
+        for (level, mid) in [
+            (None, None),
+            (Some((3, -30, Some(true))), None),
+            (Some((1, -127, Some(false))), Some((4, &b"0"[..]))),
+            (None, Some((2, &b"abcdefghijklmnop"[..]))),
+        ] {
+            let h = header(level, mid);
+            let mut buf = Vec::new();
+            let n = write_rtp(&h, &[1, 2, 3], &mut buf);
+            let info = parse_rtp(&buf, level.map(|l| l.0)).unwrap();
+            assert_eq!(
+                info,
+                RtpInfo {
+                    marker: true,
+                    pt: 111,
+                    seq: 0x2345,
+                    timestamp: 0xdead_beef,
+                    ssrc: 0x0102_0304,
+                    header_len: n,
+                    padding: false,
+                    level: level.map(|(_, l, v)| (l, v.unwrap_or(false))),
+                }
+            );
+            // Another element's id finds no level.
+            assert_eq!(parse_rtp(&buf, Some(9)).unwrap().level, None);
+        }
+    }
+
+    #[test]
+    fn headers_with_csrcs_two_byte_elements_and_padding() {
+        // CC = 2, X and P set; a two-byte block (0x1000): padding, element 7 (2 bytes), then
+        // the level as element 5.
+        let d = [
+            0xb2, 0x6f, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, // fixed header
+            0, 0, 0, 9, 0, 0, 0, 8, // CSRCs
+            0x10, 0x00, 0, 2, // two-byte profile, two words
+            0, 7, 2, 0xaa, 0xbb, 5, 1, 0x85, // padding, element 7, element 5 = V + level 5
+            0xff, 0xff, 0x01, // payload
+        ];
+        let info = parse_rtp(&d, Some(5)).unwrap();
+        assert_eq!(info.header_len, 12 + 8 + 4 + 8);
+        assert!(info.padding && !info.marker);
+        assert_eq!(
+            (info.pt, info.seq, info.timestamp, info.ssrc),
+            (111, 1, 2, 3)
+        );
+        assert_eq!(info.level, Some((-5, true)));
+        assert_eq!(
+            parse_rtp(&d, Some(7)).unwrap().level.map(|l| l.0),
+            Some(-0x2a)
+        );
+    }
+
+    #[test]
+    fn a_one_byte_block_stops_at_id_15() {
+        // Element 15 ends the block (RFC 8285 4.2): the level after it is not read.
+        let d = [
+            0x90, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0xf0, 0x10, 0x1e, 0,
+        ];
+        assert_eq!(parse_rtp(&d, Some(1)).unwrap().level, None);
+        let d = [
+            0x90, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0x00, 0x10, 0x1e, 0,
+        ];
+        assert_eq!(parse_rtp(&d, Some(1)).unwrap().level, Some((-30, false)));
+    }
+
+    #[test]
+    fn every_truncation_of_a_header_is_refused() {
+        let mut buf = Vec::new();
+        let n = write_rtp(
+            &header(Some((1, -30, Some(true))), Some((4, b"12"))),
+            &[],
+            &mut buf,
+        );
+        assert!(parse_rtp(&buf, Some(1)).is_some());
+        for len in 0..n {
+            assert_eq!(parse_rtp(&buf[..len], Some(1)), None, "{len} bytes");
+        }
+        // An element longer than its block, a block longer than the datagram, CSRCs past the
+        // end, another RTP version.
+        let mut long_el = buf.clone();
+        long_el[16] = 0x1f;
+        long_el.truncate(n);
+        assert!(parse_rtp(&long_el, Some(1)).unwrap().level.is_none());
+        let mut long_block = buf.clone();
+        long_block[15] = 9;
+        assert_eq!(parse_rtp(&long_block, None), None);
+        let mut csrcs = buf.clone();
+        csrcs[0] |= 0x0f;
+        assert_eq!(parse_rtp(&csrcs, None), None);
+        let mut v1 = buf;
+        v1[0] = 0x50;
+        assert_eq!(parse_rtp(&v1, None), None);
+    }
+
+    fn keys(client: bool) -> SrtpKeys {
+        let profile = str0m::crypto::dtls::SrtpProfile::AEAD_AES_128_GCM;
+        SrtpKeys {
+            profile,
+            material: (0..profile.keying_material_len() as u8).collect(),
+            client,
+        }
+    }
+
+    #[test]
+    fn a_session_opens_what_its_peer_seals_and_strips_padding() {
+        let mut server = FastPath::new(&keys(false)).unwrap();
+        let mut client = FastPath::new(&keys(true)).unwrap();
+        let h = header(Some((1, -40, Some(true))), None);
+        let sealed = client.seal(&h, &[5, 6, 7, 8], Vec::new()).unwrap();
+        let rtp = parse_rtp(&sealed, Some(1)).unwrap();
+        let mut out = Vec::new();
+        assert!(server.open(&sealed, &rtp, h.seq, &mut out));
+        assert_eq!(out, [5, 6, 7, 8]);
+        assert!(
+            !server.open(&sealed, &rtp, h.seq + 0x1_0000, &mut out),
+            "another ROC"
+        );
+        assert!(out.is_empty());
+        assert!(!client.open(&sealed, &rtp, h.seq, &mut out), "its own keys");
+
+        // With P set, the last octet counts the padding: 2 here, then 0 and 5 (malformed).
+        let padded = RtpInfo {
+            padding: true,
+            ..rtp
+        };
+        let mut raw = Vec::new();
+        let n = write_rtp(&h, &[5, 6, 0, 2], &mut raw);
+        raw[0] |= 0x20;
+        let mut sealed = Vec::new();
+        client
+            .sender
+            .protect_rtp(&raw, n, h.ssrc, h.seq, &mut sealed);
+        assert!(server.open(&sealed, &padded, h.seq, &mut out));
+        assert_eq!(out, [5, 6]);
+        for bad in [0u8, 5] {
+            let mut raw = Vec::new();
+            let n = write_rtp(&h, &[5, 6, 0, bad], &mut raw);
+            raw[0] |= 0x20;
+            client
+                .sender
+                .protect_rtp(&raw, n, h.ssrc, h.seq, &mut sealed);
+            assert!(
+                !server.open(&sealed, &padded, h.seq, &mut out),
+                "padding {bad}"
+            );
+            assert!(out.is_empty());
+        }
     }
 }

@@ -36,6 +36,9 @@ struct Client {
     keyframe_requests: usize,
     /// Drop server offers instead of answering them (a client that stopped responding).
     ignore_offers: bool,
+    /// str0m's statistics events (with a stats interval set on its `Rtc`).
+    egress_stats: Vec<str0m::stats::MediaEgressStats>,
+    peer_stats: Vec<str0m::stats::PeerStats>,
 }
 
 impl Client {
@@ -76,6 +79,8 @@ impl Client {
             stream_ids: BTreeMap::new(),
             keyframe_requests: 0,
             ignore_offers: false,
+            egress_stats: vec![],
+            peer_stats: vec![],
         }
     }
 
@@ -327,6 +332,8 @@ impl Net {
                                 c.media_in.push((d.mid, d.data.to_vec()))
                             }
                             Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+                            Event::MediaEgressStats(s) => c.egress_stats.push(s),
+                            Event::PeerStats(s) => c.peer_stats.push(s),
                             _ => {}
                         },
                     }
@@ -802,9 +809,10 @@ fn speak(net: &mut Net, mic: Mid, n: u8) {
 
 #[test]
 fn voice_feedback_rides_on_the_passes_its_packets_make() {
-    // A publisher of voice gets transport-wide feedback; str0m asks for it every 50 ms, but the
-    // packets arriving every 20 ms each run the session's timers anyway, so a voice-only
-    // session needs no timer pass of its own for it while it speaks.
+    // A publisher of voice gets transport-wide feedback; str0m asks for it every 50 ms. Its
+    // voice is opened on the fast path and str0m gets the datagrams in batches, at most 100 ms
+    // old, on the pass that also sends the feedback: a voice-only session needs no more timer
+    // passes while it speaks than while it is silent (all three sessions: 30 in either second).
     let (mut net, mic) = voice_call();
     let before = net.sfu.timer_passes();
     net.run(Duration::from_secs(1));
@@ -813,8 +821,8 @@ fn voice_feedback_rides_on_the_passes_its_packets_make() {
     let before = net.sfu.timer_passes();
     speak(&mut net, mic, 50);
     let speaking = net.sfu.timer_passes() - before;
-    // The packets' own passes replace timer passes; str0m's feedback deadline alone would add
-    // 20 passes in that second.
+    // str0m's feedback deadline alone would add 20 passes in that second, and a pass per
+    // packet 50.
     assert!(
         speaking <= silent,
         "{speaking} timer passes in a second of voice, {silent} in a second of silence"
@@ -942,6 +950,74 @@ fn an_unanswered_server_offer_is_retried() {
         1,
         "and the retried track arrives"
     );
+}
+
+#[test]
+fn opened_voice_is_forwarded_on_arrival_and_str0m_still_accounts_for_every_packet() {
+    // From its second packet on, A's voice is opened by the core as it arrives and forwarded at
+    // once; str0m gets the datagrams later, in batches. Its receiver reports and transport-wide
+    // feedback must still count every packet, or A's sender would see loss that is not there.
+    let mut net = Net::with_bwe(true);
+    let a = Client::with_rtc(
+        "A",
+        "10.0.0.2:5000".parse().unwrap(),
+        Rtc::builder()
+            .set_rtp_mode(true)
+            .set_stats_interval(Some(Duration::from_millis(500)))
+            .build(net.now),
+        net.now,
+    );
+    let a_addr = a.addr;
+    net.join_client(a);
+    net.client("A")
+        .rtc
+        .add_local_candidate(Candidate::host(a_addr, "udp").unwrap())
+        .unwrap();
+    net.join("B", "10.0.0.3:5000");
+    net.join("C", "10.0.0.4:5000");
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    const N: u8 = 150;
+    const FIRST: u64 = 1000;
+    let mut seq = FIRST;
+    let start = net.now;
+    speak_rtp(&mut net, mic, &mut seq, 0..N);
+    let end = net.now;
+    for sid in ["B", "C"] {
+        let got: Vec<u8> = net.client(sid).media_in.iter().map(|(_, d)| d[0]).collect();
+        assert_eq!(
+            got,
+            (0..N).collect::<Vec<_>>(),
+            "{sid}: every packet, in order"
+        );
+    }
+    assert_eq!(
+        net.sfu.voice_opened_packets(),
+        u64::from(N) - 1,
+        "every packet but the first (which str0m maps to its track) opened on arrival"
+    );
+    net.run(Duration::from_secs(2));
+    let a = net.client("A");
+    // Transport-wide feedback: str0m's loss over the last second counts only the packets the
+    // feedback reported on, so a packet str0m never saw would leave it empty, not at 0.
+    let twcc: Vec<Option<f32>> = a
+        .peer_stats
+        .iter()
+        .filter(|s| s.timestamp > start + Duration::from_secs(1) && s.timestamp <= end)
+        .map(|s| s.egress_loss_fraction)
+        .collect();
+    assert!(twcc.len() >= 4, "{twcc:?}");
+    assert!(twcc.iter().all(|l| *l == Some(0.0)), "{twcc:?}");
+    // Receiver reports: every packet up to the last one, none lost.
+    let report = a
+        .egress_stats
+        .iter()
+        .rev()
+        .find_map(|s| s.remote.clone().filter(|_| s.mid == mic))
+        .expect("receiver reports on A's voice");
+    assert_eq!(*report.maximum_sequence_number, FIRST + u64::from(N) - 1);
+    assert_eq!(report.packets_lost, 0);
 }
 
 #[test]
