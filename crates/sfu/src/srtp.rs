@@ -281,7 +281,6 @@ impl SrtpReceiver {
         }
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
         let index = u64::from(roc) << 16 | u64::from(u16::from_be_bytes([packet[2], packet[3]]));
-        let header = &packet[..header_len];
         let opened = match &mut self.transform {
             Transform::AesCm {
                 cipher,
@@ -307,36 +306,49 @@ impl SrtpReceiver {
                 out.truncate(encrypted.len());
                 ok
             }
-            Transform::Gcm128 { cipher, salt } => {
-                if packet.len() - header_len < GCM_TAG_LEN {
-                    return false;
-                }
-                let input = &packet[header_len..];
-                out.resize(input.len(), 0);
-                let iv = gcm_iv(salt, ssrc, index);
-                cipher
-                    .decrypt(&iv, &[header], input, out)
-                    .map(|n| out.truncate(n))
-                    .is_ok()
-            }
-            Transform::Gcm256 { cipher, salt } => {
-                if packet.len() - header_len < GCM_TAG_LEN {
-                    return false;
-                }
-                let input = &packet[header_len..];
-                out.resize(input.len(), 0);
-                let iv = gcm_iv(salt, ssrc, index);
-                cipher
-                    .decrypt(&iv, &[header], input, out)
-                    .map(|n| out.truncate(n))
-                    .is_ok()
-            }
+            Transform::Gcm128 { cipher, salt } => gcm_open(
+                packet,
+                header_len,
+                gcm_iv(salt, ssrc, index),
+                out,
+                |iv, a, i, o| cipher.decrypt(iv, a, i, o),
+            ),
+            Transform::Gcm256 { cipher, salt } => gcm_open(
+                packet,
+                header_len,
+                gcm_iv(salt, ssrc, index),
+                out,
+                |iv, a, i, o| cipher.decrypt(iv, a, i, o),
+            ),
         };
         if !opened {
             out.clear();
         }
         opened
     }
+}
+
+/// The AEAD profiles' opening: the header is the associated data, the rest ciphertext and tag.
+fn gcm_open(
+    packet: &[u8],
+    header_len: usize,
+    iv: [u8; GCM_SALT_LEN],
+    out: &mut Vec<u8>,
+    decrypt: impl FnOnce(
+        &[u8; GCM_SALT_LEN],
+        &[&[u8]],
+        &[u8],
+        &mut [u8],
+    ) -> Result<usize, str0m::crypto::CryptoError>,
+) -> bool {
+    if packet.len() - header_len < GCM_TAG_LEN {
+        return false;
+    }
+    let (header, input) = packet.split_at(header_len);
+    out.resize(input.len(), 0);
+    decrypt(&iv, &[header], input, out)
+        .map(|n| out.truncate(n))
+        .is_ok()
 }
 
 /// How many packet indices below the highest one received a [`ReplayWindow`] remembers, as

@@ -958,21 +958,10 @@ fn opened_voice_is_forwarded_on_arrival_and_str0m_still_accounts_for_every_packe
     // once; str0m gets the datagrams later, in batches. Its receiver reports and transport-wide
     // feedback must still count every packet, or A's sender would see loss that is not there.
     let mut net = Net::with_bwe(true);
-    let a = Client::with_rtc(
-        "A",
-        "10.0.0.2:5000".parse().unwrap(),
-        Rtc::builder()
-            .set_rtp_mode(true)
-            .set_stats_interval(Some(Duration::from_millis(500)))
-            .build(net.now),
-        net.now,
+    join_rtp_mode_a(
+        &mut net,
+        Rtc::builder().set_stats_interval(Some(Duration::from_millis(500))),
     );
-    let a_addr = a.addr;
-    net.join_client(a);
-    net.client("A")
-        .rtc
-        .add_local_candidate(Candidate::host(a_addr, "udp").unwrap())
-        .unwrap();
     net.join("B", "10.0.0.3:5000");
     net.join("C", "10.0.0.4:5000");
     net.run(Duration::from_secs(3));
@@ -1026,18 +1015,7 @@ fn a_receiver_added_after_the_speakers_sequence_numbers_wrapped_hears_them() {
     // numbers have wrapped is in its second cycle, so a receiver added after that must get the
     // stream rebased into its first cycle, on the fast path and through str0m alike.
     let mut net = Net::with_bwe(true);
-    let a = Client::with_rtc(
-        "A",
-        "10.0.0.2:5000".parse().unwrap(),
-        Rtc::builder().set_rtp_mode(true).build(net.now),
-        net.now,
-    );
-    let a_addr = a.addr;
-    net.join_client(a);
-    net.client("A")
-        .rtc
-        .add_local_candidate(Candidate::host(a_addr, "udp").unwrap())
-        .unwrap();
+    join_rtp_mode_a(&mut net, Rtc::builder());
     net.join("B", "10.0.0.3:5000");
     net.run(Duration::from_secs(3));
     let mic = publish_voice(&mut net);
@@ -1066,6 +1044,16 @@ fn a_receiver_added_after_the_speakers_sequence_numbers_wrapped_hears_them() {
         (20..140).collect::<Vec<_>>(),
         "D, added after the wrap"
     );
+}
+
+/// Joins A as an RTP-mode client (it writes packets with sequence numbers of its choosing).
+fn join_rtp_mode_a(net: &mut Net, builder: str0m::RtcConfig) {
+    let addr: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    let mut rtc = builder.set_rtp_mode(true).build(net.now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap())
+        .unwrap();
+    let a = Client::with_rtc("A", addr, rtc, net.now);
+    net.join_client(a);
 }
 
 /// A (an RTP-mode client) sends packets `tags` with sequence numbers from `seq` on, 20 ms apart:
