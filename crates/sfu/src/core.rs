@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
+use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -119,8 +120,7 @@ pub struct SfuConfig {
     pub voice_fast_path: bool,
 }
 
-fn mime(codec: Option<str0m::format::Codec>) -> &'static str {
-    use str0m::format::Codec;
+fn mime(codec: Option<Codec>) -> &'static str {
     match codec {
         Some(Codec::Opus) => "audio/opus",
         Some(Codec::Vp8) => "video/VP8",
@@ -361,7 +361,7 @@ impl Peer {
 fn send_voice_fast(
     rp: &mut Peer,
     oi: usize,
-    codec: str0m::format::Codec,
+    codec: Codec,
     f: &Forward,
     out_seq: u64,
     spare: &mut Vec<Vec<u8>>,
@@ -425,7 +425,7 @@ fn send_voice_fast(
 /// Opens a publisher's voice stream on the fast path, from the packet after `seq` (which str0m
 /// has just handed over) on, when every track the publisher sends is voice and its keys are
 /// there.
-fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, seq: u64) {
+fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, codec: (u8, Codec), seq: u64) {
     if p.voice_in.iter().any(|v| v.ssrc == ssrc)
         || !p.tracks_in.iter().all(|t| t.track_type == "voice")
         || p.fast_path().is_none()
@@ -448,13 +448,22 @@ fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, seq: u64) {
         ssrc,
         mid,
         level_id,
+        codec,
         replay: ReplayWindow::after(seq),
         engaged: true,
     });
 }
 
+/// The codec a session's payload type `pt` stands for.
+fn codec_of(rtc: &Rtc, pt: Pt) -> Option<Codec> {
+    rtc.codec_config()
+        .iter()
+        .find(|c| c.pt() == pt)
+        .map(|c| c.spec().codec)
+}
+
 /// The receiver's payload type for `codec`.
-fn payload_type(rtc: &Rtc, codec: str0m::format::Codec) -> Option<str0m::media::Pt> {
+fn payload_type(rtc: &Rtc, codec: Codec) -> Option<str0m::media::Pt> {
     rtc.codec_config()
         .iter()
         .find(|c| c.spec().codec == codec)
@@ -471,11 +480,15 @@ const SPARE_CAPACITY: usize = 512;
 /// opened on the fast path. Collected while draining a publisher, forwarded once it is released.
 struct Forward {
     from: PeerId,
+    /// The publisher's call and the packet's codec, found while the publisher's state is in
+    /// the cache: looking the codec up at fan-out walked the publisher's whole codec list, a
+    /// dozen cache lines, per packet (3% of the daemon at 500 calls x 2).
+    call: CallKey,
+    codec: Codec,
     mid: Mid,
     rid: Option<Rid>,
     /// The publisher's extended sequence number (its SRTP packet index).
     seq: u64,
-    pt: Pt,
     marker: bool,
     timestamp: u32,
     /// The publisher's header extension values (of a packet opened here, the audio level and
@@ -485,13 +498,21 @@ struct Forward {
 }
 
 impl Forward {
-    fn from_str0m(from: PeerId, mid: Mid, rid: Option<Rid>, pkt: str0m::rtp::RtpPacket) -> Self {
+    fn from_str0m(
+        from: PeerId,
+        call: CallKey,
+        codec: Codec,
+        mid: Mid,
+        rid: Option<Rid>,
+        pkt: str0m::rtp::RtpPacket,
+    ) -> Self {
         Forward {
             from,
+            call,
+            codec,
             mid,
             rid,
             seq: *pkt.seq_no,
-            pt: pkt.header.payload_type,
             marker: pkt.header.marker,
             timestamp: pkt.header.timestamp,
             ext: pkt.header.ext_vals,
@@ -1047,6 +1068,13 @@ impl Sfu {
         let Some(rtp) = parse_rtp(data, p.voice_in[vi].level_id) else {
             return false;
         };
+        let codec = match p.voice_in[vi].codec {
+            (pt, codec) if pt == rtp.pt => codec,
+            _ => match codec_of(&p.rtc, rtp.pt.into()) {
+                Some(codec) => codec,
+                None => return false,
+            },
+        };
         let Fast::Ready(fp) = &mut p.fast else {
             return false;
         };
@@ -1084,10 +1112,11 @@ impl Sfu {
         } else {
             self.forwards.push_back(Forward {
                 from: id,
+                call: p.call,
+                codec,
                 mid,
                 rid: None,
                 seq: index,
-                pt: rtp.pt.into(),
                 marker: rtp.marker,
                 timestamp: rtp.timestamp,
                 ext: ExtensionValues {
@@ -1714,6 +1743,9 @@ impl Sfu {
                         .or_insert_with(|| RateMonitor::for_layer(layer))
                         .push(now, pkt.payload.len());
                 }
+                let Some(codec) = codec_of(&p.rtc, pkt.header.payload_type) else {
+                    return;
+                };
                 if voice {
                     // VAD listens even while muted, as rtcd does.
                     let level = pkt.header.ext_vals.audio_level;
@@ -1729,14 +1761,16 @@ impl Sfu {
                         });
                     }
                     if self.cfg.voice_fast_path {
-                        open_voice_stream(p, ssrc, mid, *pkt.seq_no);
+                        let pt = *pkt.header.payload_type;
+                        open_voice_stream(p, ssrc, mid, (pt, codec), *pkt.seq_no);
                     }
                     if p.muted {
                         return;
                     }
                 }
+                let call = p.call;
                 self.forwards
-                    .push_back(Forward::from_str0m(id, mid, rid, pkt));
+                    .push_back(Forward::from_str0m(id, call, codec, mid, rid, pkt));
             }
             Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
@@ -1950,21 +1984,8 @@ impl Sfu {
         batch.extend(self.forwards.drain(..n));
         let mut touched = std::mem::take(&mut self.touched);
         for f in &mut batch {
-            let Some(p) = self.peers.get(&f.from) else {
-                continue;
-            };
-            // The codec of the packet, to find each receiver's payload type for it.
-            let Some(codec) = p
-                .rtc
-                .codec_config()
-                .iter()
-                .find(|c| c.pt() == f.pt)
-                .map(|c| c.spec().codec)
-            else {
-                continue;
-            };
-            let call = p.call;
-            let audio = matches!(codec, str0m::format::Codec::Opus);
+            let (call, codec) = (f.call, f.codec);
+            let audio = matches!(codec, Codec::Opus);
             let key = TrackKey {
                 publisher: f.from,
                 mid: f.mid,

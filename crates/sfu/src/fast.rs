@@ -227,6 +227,8 @@ pub struct VoiceIn {
     pub mid: str0m::media::Mid,
     /// The publisher's extension id for the audio level.
     pub level_id: Option<u8>,
+    /// The payload type the stream opened with, and its codec.
+    pub codec: (u8, str0m::format::Codec),
     /// Indices of the packets forwarded (or refused) here; str0m saw the ones before.
     pub replay: ReplayWindow,
     /// Packets are opened here. Off once the publisher also sends video: its transport-wide
