@@ -4,10 +4,14 @@
 //! ```text
 //! cargo run --release -p calls-sfu --example forward -- --receivers 1000 --speakers 2 --seconds 5
 //! cargo run --release -p calls-sfu --example forward -- --calls 100 --receivers 0 --speakers 2
+//! cargo run --release -p calls-sfu --example forward -- --receivers 200 --speakers 1 --screen true
 //! ```
 //!
 //! The first shape is one large call (fan-out: one packet in, a thousand out); the second is many
-//! small ones (every packet in is forwarded once), where receiving costs as much as sending.
+//! small ones (every packet in is forwarded once), where receiving costs as much as sending. With
+//! `--screen true` the first speaker of every call also shares a screen: 15 VP8 frames a second
+//! of 12 packets of 1100 bytes (1.6 Mbps, the size of the `screen_h` sample), which go through
+//! str0m's pacer to every viewer.
 //!
 //! Setup joins every client over an in-memory network in virtual time (as `tests/loopback.rs`
 //! does): DC-only offer over the plugin path, ICE-lite + DTLS + SCTP, then each speaker adds a
@@ -47,6 +51,11 @@ const TICK: Duration = Duration::from_millis(1);
 /// One-way delay from the SFU to the clients. A zero round-trip time is unrealistic and makes
 /// str0m's bandwidth estimator ask for a timeout "now" forever.
 const LATENCY: Duration = Duration::from_millis(10);
+/// A screen share: 15 frames a second of 12 packets of 1100 bytes (1.6 Mbps), a keyframe a
+/// second.
+const SCREEN_FRAME: Duration = Duration::from_nanos(1_000_000_000 / 15);
+const SCREEN_PACKETS: u64 = 12;
+const SCREEN_PAYLOAD: usize = 1100;
 
 struct Args {
     calls: usize,
@@ -55,6 +64,7 @@ struct Args {
     seconds: u64,
     bwe: bool,
     fast: bool,
+    screen: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +75,7 @@ fn args() -> Args {
         seconds: 5,
         bwe: true,
         fast: true,
+        screen: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,9 +87,10 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--bwe" => a.bwe = value().parse().expect("--bwe true|false"),
             "--fast" => a.fast = value().parse().expect("--fast true|false"),
+            "--screen" => a.screen = value().parse().expect("--screen true|false"),
             _ => panic!(
                 "usage: forward [--calls N] [--receivers N] [--speakers N] [--seconds N] [--bwe true|false] \
-                 [--fast true|false]"
+                 [--fast true|false] [--screen true|false]"
             ),
         }
     }
@@ -109,6 +121,8 @@ struct Client {
     media_added: usize,
     /// A speaker's microphone, its payload type and its next sequence number.
     mic: Option<(Mid, str0m::media::Pt, u64)>,
+    /// A sharer's screen track, its payload type and its next sequence number.
+    screen: Option<(Mid, str0m::media::Pt, u64)>,
 }
 
 struct Datagram {
@@ -181,6 +195,7 @@ impl Net {
             next: self.now,
             media_added: 0,
             mic: None,
+            screen: None,
         });
         self.by_addr.insert(addr, i);
         self.by_sid.insert(sid.into(), i);
@@ -361,13 +376,32 @@ impl Net {
 
     /// A speaker unmutes: a sendonly Opus track in an offer over the data channel.
     fn publish_voice(&mut self, i: usize) {
+        let mid = self.publish(i, MediaKind::Audio, self.clients[i].sid.clone(), "mic");
+        self.clients[i].mic = Some((mid, 0.into(), 1));
+    }
+
+    /// A sharer announces its screen (`screen_on`, as the plugin relays it) and offers the track.
+    fn publish_screen(&mut self, i: usize) {
+        let stream = format!("scr-{}", self.clients[i].sid);
+        let data = serde_json::to_vec(&serde_json::json!({ "screenStreamID": stream })).unwrap();
+        let msg = RtcMessage {
+            session_id: self.clients[i].sid.clone(),
+            ..RtcMessage::new(RtcMessageType::ScreenOn, data)
+        };
+        self.sfu.handle_rtc(msg, self.now).unwrap();
+        let mid = self.publish(i, MediaKind::Video, stream, "screen");
+        self.clients[i].screen = Some((mid, 0.into(), 1));
+    }
+
+    /// A sendonly track in an offer over the data channel.
+    fn publish(&mut self, i: usize, kind: MediaKind, stream: String, track: &str) -> Mid {
         let c = &mut self.clients[i];
         let mut api = c.rtc.sdp_api();
         let mid = api.add_media(
-            MediaKind::Audio,
+            kind,
             Direction::SendOnly,
-            Some(c.sid.clone()),
-            Some("mic".into()),
+            Some(stream),
+            Some(track.into()),
             None,
         );
         let (offer, pending) = api.apply().unwrap();
@@ -378,8 +412,8 @@ impl Net {
                 .unwrap();
         let mut ch = c.rtc.channel(c.dc.expect("dc open")).unwrap();
         ch.write(true, &DcMessage::Sdp(zlib(&j)).encode()).unwrap();
-        c.mic = Some((mid, 0.into(), 1));
         self.dirty.push(i);
+        mid
     }
 }
 
@@ -426,11 +460,24 @@ fn setup(a: &Args) -> Net {
             c.mic = Some((mid, pt, seq));
         }
     }
+    if a.screen {
+        for call in 0..a.calls {
+            net.publish_screen(call * per_call);
+        }
+        net.run(Duration::from_secs(2));
+        for call in 0..a.calls {
+            let c = &mut net.clients[call * per_call];
+            let (mid, _, seq) = c.screen.unwrap();
+            let pt = c.rtc.media(mid).expect("screen negotiated").remote_pts()[0];
+            c.screen = Some((mid, pt, seq));
+        }
+    }
     for (i, c) in net.clients.iter().enumerate() {
-        let expected = a.speakers - usize::from(is_speaker(i));
+        let viewer = a.screen && i % per_call != 0;
+        let expected = a.speakers - usize::from(is_speaker(i)) + usize::from(viewer);
         assert_eq!(
             c.media_added, expected,
-            "{}: every voice track added",
+            "{}: every voice (and screen) track added",
             c.sid
         );
     }
@@ -498,7 +545,41 @@ fn speak(net: &mut Net, dur: Duration, mut counts: Option<&mut Counts>) -> Durat
     let mut input = Vec::new();
     let payload: Vec<u8> = (0..80u8).collect();
     let due = |k: usize, sent: &[u64]| start + stagger * k as u32 + FRAME * sent[k] as u32;
+    let sharers: Vec<usize> = (0..net.clients.len())
+        .filter(|i| net.clients[*i].screen.is_some())
+        .collect();
+    let mut frames = 0u64;
+    let mut video = vec![0u8; SCREEN_PAYLOAD];
     while net.now < end {
+        // Each sharer's frame, all its packets at once as an encoder emits them.
+        while start + SCREEN_FRAME * frames as u32 <= net.now && !sharers.is_empty() {
+            let key = frames.is_multiple_of(15);
+            for &i in &sharers {
+                let c = &mut net.clients[i];
+                let (mid, pt, seq) = c.screen.as_mut().unwrap();
+                for k in 0..SCREEN_PACKETS {
+                    // VP8 descriptor (start of a partition on the first packet), then the
+                    // payload header's inverse keyframe bit and a keyframe's start code.
+                    video[0] = if k == 0 { 0x10 } else { 0x00 };
+                    video[1..7].copy_from_slice(&[u8::from(!key) | 0x10, 0, 0, 0x9d, 0x01, 0x2a]);
+                    let w = RtpWrite::new(
+                        *pt,
+                        (*seq).into(),
+                        (frames * 6000) as u32,
+                        net.now,
+                        video.as_slice(),
+                    )
+                    .marker(k + 1 == SCREEN_PACKETS);
+                    *seq += 1;
+                    let mut api = c.rtc.direct_api();
+                    api.stream_tx_by_mid(*mid, None)
+                        .expect("screen stream")
+                        .write_rtp(w);
+                }
+                net.dirty.push(i);
+            }
+            frames += 1;
+        }
         // Client side: each speaker whose frame is due encrypts it; levels swing like speech.
         for (k, &i) in speakers.iter().enumerate() {
             if due(k, &sent) > net.now {
@@ -546,7 +627,11 @@ fn speak(net: &mut Net, dur: Duration, mut counts: Option<&mut Counts>) -> Durat
                 break;
             }
         }
-        let next_frame = (0..speakers.len()).map(|k| due(k, &sent)).min();
+        let next_screen = (!sharers.is_empty()).then(|| start + SCREEN_FRAME * frames as u32);
+        let next_frame = (0..speakers.len())
+            .map(|k| due(k, &sent))
+            .chain(next_screen)
+            .min();
         net.advance(end, next_frame);
     }
     sfu_time
@@ -559,9 +644,12 @@ fn main() {
     let setup_secs = t0.elapsed().as_secs_f64();
     let mut c = Counts::default();
     let opened_before = net.sfu.voice_opened_packets();
+    let passes_before = net.sfu.timer_passes();
     let sfu_time = speak(&mut net, Duration::from_secs(a.seconds), Some(&mut c));
     let ns = sfu_time.as_nanos() as f64 / c.forwarded_rtp.max(1) as f64;
-    let expected = (a.calls * a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50;
+    let viewers = (a.calls * (a.receivers + a.speakers - 1)) as u64;
+    let expected = (a.calls * a.speakers * (a.receivers + a.speakers - 1)) as u64 * a.seconds * 50
+        + u64::from(a.screen) * viewers * a.seconds * 15 * SCREEN_PACKETS;
     println!(
         "{}",
         serde_json::json!({
@@ -571,10 +659,12 @@ fn main() {
             "seconds": a.seconds,
             "bwe": a.bwe,
             "voice_fast_path": a.fast,
+            "screen": a.screen,
             "packets_in": c.packets_in,
             "packets_out": c.packets_out,
             "forwarded_rtp": c.forwarded_rtp,
             "voice_opened": net.sfu.voice_opened_packets() - opened_before,
+            "timer_passes": net.sfu.timer_passes() - passes_before,
             "expected_rtp": expected,
             "sfu_wall_ns_per_forwarded": (ns * 10.0).round() / 10.0,
             "setup_wall_s": (setup_secs * 10.0).round() / 10.0,
