@@ -29,6 +29,8 @@ struct Client {
     next: Instant,
     dc_in: Vec<DcMessage>,
     media_in: Vec<(Mid, Vec<u8>)>,
+    /// SRTP datagrams the SFU sent this client.
+    rtp_in: usize,
     /// The audio level of each entry of `media_in`.
     levels_in: Vec<Option<i8>>,
     media_added: Vec<(Mid, MediaKind)>,
@@ -74,6 +76,7 @@ impl Client {
             next: now,
             dc_in: vec![],
             media_in: vec![],
+            rtp_in: 0,
             levels_in: vec![],
             media_added: vec![],
             stream_ids: BTreeMap::new(),
@@ -233,6 +236,7 @@ impl Net {
                             self.tcp_rtp += 1;
                         }
                         if let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) {
+                            c.rtp_in += usize::from(is_rtp(&contents));
                             let r = Receive {
                                 proto,
                                 source,
@@ -702,9 +706,9 @@ fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
 fn a_burst_of_voice_reaches_every_receiver_at_once() {
     // Datagrams handed over together are forwarded together: each receiver takes all of them
     // at once, without a timer. Through str0m (the first packet of a stream, and the ones after
-    // it in the same round) that needs a pass per packet, since its pacer releases one packet per
-    // timeout (and the "immediate" timeout that would release the next waits 100 ms for an
-    // audio-only receiver).
+    // it in the same round) that needs a timeout per packet, since its pacer releases one packet
+    // per timeout: the core takes each at once (as a timer, the "immediate" timeout that would
+    // release the next would wait 100 ms for an audio-only receiver).
     let (mut net, mic) = voice_call();
     let count = |net: &mut Net, sid: &str, tag: u8| {
         net.client(sid)
@@ -1072,4 +1076,98 @@ fn speak_rtp(net: &mut Net, mic: Mid, seq: &mut u64, tags: std::ops::Range<u8>) 
             .write_rtp(w);
         net.run(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_screen_share_needs_no_timer_pass_per_packet_per_viewer() {
+    // With estimation on, str0m's pacer shuts after each packet it releases and asks for a
+    // timeout 1 µs on to reopen. The SFU takes that timeout while it drives the viewer, so a
+    // frame of several packets reaches every viewer in the pass that wrote it and leaves no
+    // timer behind. Before, each viewer's burst left one, a timer pass per viewer per frame.
+    let mut net = Net::with_bwe(true);
+    net.join("A", "10.0.0.2:5000");
+    let viewers: Vec<String> = (0..4).map(|i| format!("V{i}")).collect();
+    for (i, v) in viewers.iter().enumerate() {
+        net.join(v, &format!("10.0.1.{}:5000", i + 1));
+    }
+    net.run(Duration::from_secs(3));
+    net.sfu
+        .handle_rtc(
+            rtc_msg(
+                "A",
+                RtcMessageType::ScreenOn,
+                br#"{"screenStreamID":"scrA"}"#,
+            ),
+            net.now,
+        )
+        .unwrap();
+    let screen = publish(&mut net, "A", MediaKind::Video, "scrA");
+    net.run(Duration::from_secs(1));
+    // A keyframe-like VP8 frame of 1500 bytes (two packets) every 200 ms: 60 kbps, well
+    // inside the pacer's budget at the starting estimate, so it paces nothing here.
+    let frame = |net: &mut Net, i: u64| -> Vec<str0m::net::Transmit> {
+        let now = net.now;
+        let a = net.client("A");
+        let pt = a.rtc.media(screen).unwrap().remote_pts()[0];
+        let mut data = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 5, 5];
+        data.resize(1500, 7);
+        a.rtc
+            .writer(screen)
+            .unwrap()
+            .write(pt, now, MediaTime::from_90khz(i * 18000), data)
+            .unwrap();
+        let mut out = vec![];
+        for _ in 0..64 {
+            a.rtc.handle_input(Input::Timeout(now)).unwrap();
+            let mut sent = false;
+            loop {
+                match a.rtc.poll_output().unwrap() {
+                    Output::Transmit(t) if is_rtp(&t.contents) => {
+                        sent = true;
+                        out.push(t);
+                    }
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+            if !sent {
+                break;
+            }
+        }
+        out
+    };
+    let received =
+        |net: &mut Net| -> Vec<usize> { viewers.iter().map(|v| net.client(v).rtp_in).collect() };
+    let mut left_behind = 0;
+    for i in 0..15 {
+        let burst = frame(&mut net, i);
+        assert!(burst.len() >= 2, "a frame of {} packets", burst.len());
+        let had = received(&mut net);
+        for t in &burst {
+            net.sfu
+                .handle_datagram(net.now, t.proto, t.source, t.destination, &t.contents);
+        }
+        // The frame is out to every viewer before any timer runs.
+        net.pump();
+        let got: Vec<usize> = received(&mut net)
+            .iter()
+            .zip(&had)
+            .map(|(n, h)| n - h)
+            .collect();
+        assert!(
+            got.iter().all(|&n| n == burst.len()),
+            "frame {i}: {got:?} of {}",
+            burst.len()
+        );
+        // And nothing is left for the timer the pacer asked for, 1 µs on.
+        let before = net.sfu.timer_passes();
+        net.now += Duration::from_micros(1);
+        net.sfu.handle_timeout(net.now);
+        left_behind += net.sfu.timer_passes() - before;
+        net.run(Duration::from_millis(200));
+    }
+    assert_eq!(
+        left_behind, 0,
+        "timer passes right after 15 frames to 4 viewers"
+    );
 }
