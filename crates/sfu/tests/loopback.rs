@@ -545,6 +545,18 @@ fn client_offer(
     mid
 }
 
+/// `sid` shares its screen: `screen_on` first (as the plugin relays it), then the track, and a
+/// second for the server offers to the others.
+fn share_screen(net: &mut Net, sid: &str, stream: &str) -> Mid {
+    let data = serde_json::to_vec(&serde_json::json!({ "screenStreamID": stream })).unwrap();
+    net.sfu
+        .handle_rtc(rtc_msg(sid, RtcMessageType::ScreenOn, &data), net.now)
+        .unwrap();
+    let screen = publish(net, sid, MediaKind::Video, stream);
+    net.run(Duration::from_secs(1));
+    screen
+}
+
 fn last_media_map(c: &Client) -> Vec<(String, calls_proto::dc::TrackInfo)> {
     c.dc_in
         .iter()
@@ -582,19 +594,7 @@ fn screen_share_reaches_viewers_and_pli_is_rate_limited() {
         "unexpected video is not forwarded"
     );
 
-    // screen_on first, then the screen track.
-    net.sfu
-        .handle_rtc(
-            rtc_msg(
-                "A",
-                RtcMessageType::ScreenOn,
-                br#"{"screenStreamID":"scrA"}"#,
-            ),
-            net.now,
-        )
-        .unwrap();
-    let screen = publish(&mut net, "A", MediaKind::Video, "scrA");
-    net.run(Duration::from_secs(1));
+    let screen = share_screen(&mut net, "A", "scrA");
     for v in &viewers {
         let c = net.client(v);
         let map = last_media_map(c);
@@ -1091,18 +1091,7 @@ fn a_screen_share_needs_no_timer_pass_per_packet_per_viewer() {
         net.join(v, &format!("10.0.1.{}:5000", i + 1));
     }
     net.run(Duration::from_secs(3));
-    net.sfu
-        .handle_rtc(
-            rtc_msg(
-                "A",
-                RtcMessageType::ScreenOn,
-                br#"{"screenStreamID":"scrA"}"#,
-            ),
-            net.now,
-        )
-        .unwrap();
-    let screen = publish(&mut net, "A", MediaKind::Video, "scrA");
-    net.run(Duration::from_secs(1));
+    let screen = share_screen(&mut net, "A", "scrA");
     // A keyframe-like VP8 frame of 1500 bytes (two packets) every 200 ms: 60 kbps, well
     // inside the pacer's budget at the starting estimate, so it paces nothing here.
     let frame = |net: &mut Net, i: u64| -> Vec<str0m::net::Transmit> {
