@@ -2,7 +2,8 @@
 //!
 //! - [`core`]: the sans-IO SFU core (calls, sessions, tracks, signaling, data channel) on str0m.
 //! - [`fast`]: the voice fast path, which frames and encrypts forwarded Opus itself with the
-//!   session keys [`keys`] captures from str0m's DTLS.
+//!   session keys [`keys`] captures from str0m's DTLS, and [`feedback`] writes the receiver
+//!   reports and transport-wide feedback on the voice it opens.
 //! - [`metrics`]: the `rtcd_rtc_*` Prometheus series the media plane fills.
 //! - [`shed`]: which received media an overloaded shard sheds, sans-IO.
 //! - [`shell`]: the I/O shell: UDP sockets, timers and the channels to the control plane.
@@ -11,6 +12,7 @@
 
 pub mod core;
 pub mod fast;
+pub mod feedback;
 pub mod keys;
 pub mod metrics;
 pub mod shed;
