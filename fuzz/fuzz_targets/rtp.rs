@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, packet)) = data.split_first() else {
         return;
     };
-    let Some(rtp) = parse_rtp(packet, Some(selector & 0x0f)) else {
+    let Some(rtp) = parse_rtp(packet, Some(selector & 0x0f), Some(selector >> 4)) else {
         return;
     };
     assert!(rtp.header_len >= 12 && rtp.header_len <= packet.len());

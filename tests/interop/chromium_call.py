@@ -7,7 +7,8 @@ DevTools protocol:
   B  shares a canvas "screen" as VP8 simulcast with encodings l and h
   C  only listens
   V0..V9  ten further viewers of the screen (PLI storm)
-Checks: C's getStats() shows inbound audio from A and decoded video from B; MediaMaps arrive
+Checks: C's getStats() shows inbound audio from A and decoded video from B; A's shows rtcd's
+receiver reports on its voice, with a round trip; MediaMaps arrive
 before media; the sharer gets at most one PLI per second although eleven viewers ask; VAD emits
 voice on/off; mute stops A's audio at C; screen_off removes the screen track at C; leave and peer
 failure both end with `close`; the sessions gauge returns to 0. Prints a JSON summary and exits
@@ -226,6 +227,13 @@ async def main(base, out_dir):
             result["c_audio_packets"] = max(s["packets"] for s in inbound(st_c, "audio"))
             result["c_video_frames"] = max(s["framesDecoded"] for s in inbound(st_c, "video"))
             result["c_video_width"] = first_width[0] if first_width else 0
+            # A's voice is opened on rtcd's fast path, which writes the receiver reports A's
+            # browser gets on it: libsrtp must open them, and their LSR/DLSR give a round trip.
+            async def a_reported():
+                return [s for s in (await stats("A"))["remote"] if s["kind"] == "audio" and s["rttCount"] >= 2]
+
+            await until(a_reported, 40, "receiver reports with a round trip on A's voice")
+            result["a_voice_reports"] = (await a_reported())[0]
             # Every viewer decodes the screen too.
             for v in VIEWERS:
                 await until(lambda v=v: _decoded(chrome, v), 30, f"{v} decoding the screen")

@@ -201,6 +201,13 @@ fn chromium_meeting_with_simulcast_screen_share() {
         .collect();
     assert_eq!(vad.first(), Some(&("A".to_owned(), 7)), "{v}");
     assert!(vad.contains(&("A".to_owned(), 8)), "{v}");
+    // Receiver reports on A's voice (written by the fast path, as SRTCP), read by libwebrtc:
+    // nothing lost inside the namespace, and a round trip from the sender reports they quote.
+    let reports = &v["a_voice_reports"];
+    assert_eq!(reports["packetsLost"].as_f64(), Some(0.0), "{v}");
+    assert!(reports["rttCount"].as_f64().unwrap_or(0.0) >= 2.0, "{v}");
+    let rtt = reports["rtt"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..0.5).contains(&rtt), "{v}");
     // Mute gating: A kept sending, C received nothing of it.
     assert!(n("a_still_sending") > n("c_audio_packets"), "{v}");
     assert_eq!(n("c_audio_packets_while_muted"), 0.0, "{v}");

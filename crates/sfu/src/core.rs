@@ -7,8 +7,8 @@
 //! It takes inputs with the current time and queues [`SfuOutput`]s; it has no sockets and reads
 //! no clock. Media is forwarded when the shell polls, so the datagrams of one round go out
 //! together. Voice takes the fast path ([`crate::fast`]): a publisher's voice is opened here as
-//! it arrives (str0m is given the datagrams later, in a batch), and each receiver's copy is
-//! framed and encrypted here and queued at once. Video is written to each receiver's session,
+//! it arrives (str0m never sees it; the fast path writes the feedback on it), and each
+//! receiver's copy is framed and encrypted here and queued at once. Video is written to each receiver's session,
 //! which is then driven once for all the packets it got.
 //!
 //! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
@@ -17,6 +17,7 @@
 //! learned from the checks the client sends (peer-reflexive), which is all rtcd relies on as well.
 
 use crate::fast::{FastPath, Route, VoiceHeader, VoiceIn, is_rtp, parse_rtp};
+use crate::feedback::Reception;
 use crate::keys::KeySlot;
 use crate::simulcast::{Layer, LayerSelector, RATE_H, RateMonitor};
 use crate::srtp::ReplayWindow;
@@ -67,26 +68,14 @@ const FLUSH_CHUNK: usize = 8;
 ///   estimate has nothing to work on: voice on the fast path carries no transport-wide sequence
 ///   numbers, and only screen-share layers depend on the estimate.
 /// - str0m sends transport-wide feedback on what a peer published every 50 ms (a constant of
-///   str0m's). Each arriving packet runs the session's timers anyway, so while a voice peer
-///   speaks its feedback goes out on the pass of the first packet after the 50 ms, about every
-///   60 ms at 20 ms packets, without a timer pass of its own (at 500 calls × 2 those passes were
-///   10k a second, nearly all the timer passes). rtcd's pion sends this feedback every 100 ms;
-///   when the peer goes quiet, its last report goes out at most this late.
+///   str0m's), and the fast path on the voice it opens ([`crate::feedback`]) once its oldest
+///   packet is 50 ms old, on whichever pass comes next; rtcd's pion sends it every 100 ms.
 ///
 /// With a thousand idle receivers those passes cost more than forwarding the voice. Whatever
 /// else such a deadline hides (RTCP reports, consent, SCTP timers) runs at most this late, which
 /// none of them minds. Peers with video keep exact timing: their pacer paces.
 const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
 
-/// How long str0m may go without the voice datagrams the fast path opened and forwarded
-/// ([`crate::fast`]): a publisher's session gets them, and the timer pass that sends its
-/// transport-wide feedback on them, at most this late. rtcd's pion sends that feedback every
-/// 100 ms; str0m's own 50 ms interval already waits for an audio-only peer's next pass, which
-/// [`AUDIO_ONLY_SLACK`] defers by as much.
-const DEFER_LIMIT: Duration = Duration::from_millis(100);
-/// Datagrams a publisher's session holds for str0m at most: 100 ms of 20 ms voice is 5, and a
-/// burst beyond this is given to str0m at once rather than held.
-const DEFER_MAX: usize = 16;
 /// Voice streams (SSRCs) a publisher's session opens on the fast path at most: a client that
 /// replaces its microphone track starts a new one, and old ones stay until this many.
 const VOICE_IN_MAX: usize = 4;
@@ -225,7 +214,7 @@ struct VoiceOut {
 enum Fast {
     /// DTLS has not exported the keys yet.
     Waiting,
-    Ready(FastPath),
+    Ready(Box<FastPath>),
     /// The keys could not be used (logged once); str0m sends everything.
     Off,
 }
@@ -283,17 +272,6 @@ struct Peer {
     route: Option<Route>,
     /// As a publisher: the voice streams opened on the fast path.
     voice_in: Vec<VoiceIn>,
-    /// Their datagrams, forwarded already, that str0m has not been given yet (oldest first).
-    deferred: Vec<Deferred>,
-}
-
-/// A datagram the fast path forwarded, for str0m's records.
-struct Deferred {
-    at: Instant,
-    proto: Protocol,
-    source: SocketAddr,
-    destination: SocketAddr,
-    data: Vec<u8>,
 }
 
 impl Peer {
@@ -311,8 +289,9 @@ impl Peer {
     fn fast_path(&mut self) -> Option<&mut FastPath> {
         if matches!(self.fast, Fast::Waiting) {
             let keys = self.keys.get()?;
-            self.fast = match FastPath::new(keys) {
-                Ok(fp) => Fast::Ready(fp),
+            let rtcp_ssrc = fresh_ssrc(&mut self.rtc);
+            self.fast = match FastPath::new(keys, rtcp_ssrc) {
+                Ok(fp) => Fast::Ready(Box::new(fp)),
                 Err(e) => {
                     tracing::warn!(session_id = %self.cfg.session_id, error = %e, "voice fast path off");
                     Fast::Off
@@ -320,40 +299,37 @@ impl Peer {
             };
         }
         match &mut self.fast {
-            Fast::Ready(fp) => Some(fp),
+            Fast::Ready(fp) => Some(&mut **fp),
             _ => None,
         }
     }
 
-    /// Hands str0m the voice datagrams the fast path forwarded, with their arrival times, before
-    /// anything newer reaches it.
-    ///
-    /// str0m runs its whole timer sweep for every datagram it is handed, unless the datagram
-    /// arrived before its clock: its clock is set to `now` first, so the datagrams, all older,
-    /// skip it. The caller's own input then runs the sweep once for them all.
-    fn give_deferred(&mut self, now: Instant, spare: &mut Vec<Vec<u8>>) {
-        if self.deferred.is_empty() {
+    /// Gives str0m back a voice stream the fast path opened: its reception register starts
+    /// again from the next packet, in the rollover cycle the fast path reached.
+    fn hand_back(&mut self, ssrc: u32) {
+        let Some(v) = self.voice_in.iter().find(|v| v.ssrc == ssrc) else {
             return;
+        };
+        let roc = v.replay.max() >> 16;
+        if let Some(s) = self.rtc.direct_api().stream_rx(&ssrc.into()) {
+            s.reset_roc(roc);
         }
-        let _ = self.rtc.handle_input(Input::Timeout(now));
-        // One of this round's own datagrams is stamped a nanosecond early.
-        let before_now = now.checked_sub(Duration::from_nanos(1)).unwrap_or(now);
-        for d in self.deferred.drain(..) {
-            if let Ok(contents) = d.data.as_slice().try_into() {
-                let input = Input::Receive(
-                    d.at.min(before_now),
-                    Receive {
-                        proto: d.proto,
-                        source: d.source,
-                        destination: d.destination,
-                        contents,
-                    },
-                );
-                let _ = self.rtc.handle_input(input);
-            }
-            if spare.len() < SPARE_BUFFERS {
-                spare.push(d.data);
-            }
+    }
+}
+
+/// A random SSRC no stream of `rtc` sends under (0 is avoided: some stacks treat it as unset).
+fn fresh_ssrc(rtc: &mut Rtc) -> u32 {
+    loop {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).unwrap_or_default();
+        let ssrc = u32::from_be_bytes(b);
+        let mut api = rtc.direct_api();
+        if ssrc != 0 && api.stream_tx(&ssrc.into()).is_none() {
+            return ssrc;
+        }
+        if getrandom::fill(&mut b).is_err() {
+            // No randomness at all: any fixed SSRC is as good, and the loop must end.
+            return 0x5253_4643;
         }
     }
 }
@@ -437,23 +413,34 @@ fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, codec: (u8, Codec), seq:
         return;
     }
     if p.voice_in.len() >= VOICE_IN_MAX {
-        // An old stream's datagrams may still wait for str0m, whose packets must be told apart
-        // from new ones: only a session with none waiting forgets its oldest stream.
-        if !p.deferred.is_empty() {
-            return;
-        }
+        let old = p.voice_in[0].ssrc;
+        p.hand_back(old);
         p.voice_in.remove(0);
     }
-    let level_id = p
+    let Some(exts) = p.rtc.media(mid).map(|m| m.remote_extmap()) else {
+        return;
+    };
+    let level_id = exts.id_of(str0m::rtp::Extension::AudioLevel);
+    let twcc_id = exts.id_of(str0m::rtp::Extension::TransportSequenceNumber);
+    let clock_rate = p
         .rtc
-        .media(mid)
-        .and_then(|m| m.remote_extmap().id_of(str0m::rtp::Extension::AudioLevel));
+        .codec_config()
+        .iter()
+        .find(|c| *c.pt() == codec.0)
+        .map_or(48_000, |c| c.spec().clock_rate.get());
+    // str0m counted this stream up to `seq`; its reports on it stop here (its register is
+    // dropped, the rollover counter kept for a hand-back) and the fast path's start.
+    if let Some(s) = p.rtc.direct_api().stream_rx(&ssrc.into()) {
+        s.reset_roc(seq >> 16);
+    }
     p.voice_in.push(VoiceIn {
         ssrc,
         mid,
         level_id,
+        twcc_id,
         codec,
         replay: ReplayWindow::after(seq),
+        reception: Reception::new(seq + 1, clock_rate),
         engaged: true,
     });
 }
@@ -588,6 +575,8 @@ pub struct Sfu {
     timer_passes: u64,
     /// Spent datagram buffers handed back by the shell ([`Sfu::recycle`]), for the fast path.
     spare: Vec<Vec<u8>>,
+    /// Scratch list of the fast path's feedback datagrams.
+    feedback: Vec<Vec<u8>>,
 }
 
 fn random_string(len: usize) -> String {
@@ -791,7 +780,6 @@ impl Sfu {
                 fast: Fast::Waiting,
                 route: None,
                 voice_in: Vec::new(),
-                deferred: Vec::new(),
             },
         );
         self.drive(id, now);
@@ -873,9 +861,6 @@ impl Sfu {
             .get(&msg.session_id)
             .ok_or("session not found")?;
         let kind = msg.kind().ok_or("unexpected message type")?;
-        if let Some(p) = self.peers.get_mut(&id) {
-            p.give_deferred(now, &mut self.spare);
-        }
         let res = match kind {
             RtcMessageType::Sdp => self.on_sdp(id, &msg.data, false, now),
             RtcMessageType::Ice => {
@@ -1020,7 +1005,7 @@ impl Sfu {
         if self.cfg.voice_fast_path
             && !peer.voice_in.is_empty()
             && is_rtp(data)
-            && self.open_voice(id, now, proto, source, destination, data)
+            && self.open_voice(id, now, data)
         {
             self.last_input = Some(now);
             return;
@@ -1028,7 +1013,6 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        peer.give_deferred(now, &mut self.spare);
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -1050,18 +1034,10 @@ impl Sfu {
     }
 
     /// The receive side of the voice fast path: a datagram of one of the publisher's opened
-    /// voice streams is checked, decrypted and queued for forwarding here, and kept for str0m,
-    /// which gets it later ([`Peer::give_deferred`]). `false` if it is not such a datagram, or
-    /// its header is unreadable: str0m takes it now.
-    fn open_voice(
-        &mut self,
-        id: PeerId,
-        now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) -> bool {
+    /// voice streams is checked, decrypted, counted for the feedback on it
+    /// ([`crate::feedback`]) and queued for forwarding here; str0m never sees it. `false` if it
+    /// is not such a datagram: str0m takes it.
+    fn open_voice(&mut self, id: PeerId, now: Instant, data: &[u8]) -> bool {
         let Some(p) = self.peers.get_mut(&id) else {
             return false;
         };
@@ -1069,14 +1045,17 @@ impl Sfu {
         let Some(vi) = p.voice_in.iter().position(|v| v.ssrc == ssrc && v.engaged) else {
             return false;
         };
-        let Some(rtp) = parse_rtp(data, p.voice_in[vi].level_id) else {
-            return false;
+        // A packet of an opened stream that cannot be read or has a payload type the session
+        // did not negotiate is dropped, as str0m drops it; handing it over would also restart
+        // str0m's register on the stream and so its reports.
+        let Some(rtp) = parse_rtp(data, p.voice_in[vi].level_id, p.voice_in[vi].twcc_id) else {
+            return true;
         };
         let codec = match p.voice_in[vi].codec {
             (pt, codec) if pt == rtp.pt => codec,
             _ => match codec_of(&p.rtc, rtp.pt.into()) {
                 Some(codec) => codec,
-                None => return false,
+                None => return true,
             },
         };
         let Fast::Ready(fp) = &mut p.fast else {
@@ -1097,6 +1076,16 @@ impl Sfu {
             return true;
         }
         v.replay.accept(index);
+        let arrival = now.saturating_duration_since(p.created);
+        v.reception.record(index, rtp.timestamp, arrival);
+        let first_feedback = match rtp.twcc {
+            Some(seq) => {
+                let first = fp.twcc.oldest().is_none();
+                fp.twcc.record(seq, arrival, now);
+                first
+            }
+            None => false,
+        };
         self.voice_opened += 1;
         let mid = v.mid;
         // VAD listens even while muted, as rtcd does.
@@ -1131,28 +1120,36 @@ impl Sfu {
                 payload: Payload::Opened(payload, None),
             });
         }
-        let mut copy = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY));
-        copy.clear();
-        copy.extend_from_slice(data);
-        let first = p.deferred.is_empty();
-        p.deferred.push(Deferred {
-            at: now,
-            proto,
-            source,
-            destination,
-            data: copy,
-        });
-        if p.deferred.len() >= DEFER_MAX {
-            p.give_deferred(now, &mut self.spare);
-            let _ = p.rtc.handle_input(Input::Timeout(now));
-            self.drive(id, now);
-        } else if first {
-            self.wake_by(id, now + DEFER_LIMIT);
+        if first_feedback {
+            // It goes out on a pass that comes anyway if one does (see AUDIO_ONLY_SLACK).
+            self.wake_by(id, now + crate::feedback::FEEDBACK_LIMIT);
         }
         true
+    }
+
+    /// Sends the receiver reports and transport-wide feedback due on the voice the peer's fast
+    /// path opens ([`FastPath::feedback`]); `flush` sends all that waits.
+    fn send_feedback(&mut self, id: PeerId, now: Instant, flush: bool) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if p.voice_in.is_empty() {
+            return;
+        }
+        let (Some(route), Fast::Ready(fp)) = (p.route, &mut p.fast) else {
+            return;
+        };
+        let mut datagrams = std::mem::take(&mut self.feedback);
+        fp.feedback(&mut p.voice_in, now, flush, &mut datagrams);
+        for contents in datagrams.drain(..) {
+            self.out.push_back(SfuOutput::Transmit {
+                proto: route.proto,
+                source: route.source,
+                destination: route.destination,
+                contents,
+            });
+        }
+        self.feedback = datagrams;
     }
 
     /// Moves the peer's timer to `t` if it is due later.
@@ -1200,8 +1197,11 @@ impl Sfu {
             return;
         };
         p.next_timeout = None;
-        p.give_deferred(now, &mut self.spare);
         let _ = p.rtc.handle_input(Input::Timeout(now));
+        self.send_feedback(id, now, false);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
         if p.client_lock
             && p.locked_at
                 .is_some_and(|t| now.saturating_duration_since(t) >= CLIENT_LOCK_LIMIT)
@@ -1642,8 +1642,10 @@ impl Sfu {
                         if deferrable(peer.rtc.last_timeout_reason()) && peer.audio_only() {
                             t = t.max(now + AUDIO_ONLY_SLACK);
                         }
-                        if let Some(d) = peer.deferred.first() {
-                            t = t.min(d.at + DEFER_LIMIT);
+                        if let Fast::Ready(fp) = &peer.fast
+                            && let Some(f) = fp.feedback_deadline(!peer.voice_in.is_empty())
+                        {
+                            t = t.min(f.max(now));
                         }
                         // Most polls leave the deadline where it was: keep the entry then.
                         if peer.next_timeout != Some(t) {
@@ -1815,6 +1817,17 @@ impl Sfu {
                     .push_back(Forward::from_str0m(id, call, codec, mid, rid, pkt));
             }
             Event::KeyframeRequest(req) => self.on_keyframe_request(id, req.mid, now),
+            // The publisher's SR on a stream the fast path reports on: its reports quote it.
+            Event::SenderFeedback(f) => {
+                if let Some(v) = self.peers.get_mut(&id).and_then(|p| {
+                    p.voice_in
+                        .iter_mut()
+                        .find(|v| v.engaged && v.ssrc == *f.sender_info.ssrc)
+                }) {
+                    v.reception
+                        .sender_report(f.sender_info.ntp_time, f.received_at);
+                }
+            }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 self.on_estimate(id, estimate.as_u64(), now)
             }
@@ -1883,13 +1896,22 @@ impl Sfu {
         p.tracks_in
             .retain(|t| !(t.track_type == track_type && t.mime == mime));
         crate::metrics::track(&p.cfg.group_id, "in", mime, 1.0);
-        if track_type != "voice" {
+        if track_type != "voice" && p.voice_in.iter().any(|v| v.engaged) {
             // Its transport-wide sequence numbers now interleave other media with the voice:
-            // str0m must see every packet on time again.
-            for v in &mut p.voice_in {
-                v.engaged = false;
+            // str0m must see every packet again, and its feedback takes over from here.
+            self.send_feedback(id, now, true);
+            let Some(p) = self.peers.get_mut(&id) else {
+                return;
+            };
+            for i in 0..p.voice_in.len() {
+                let ssrc = p.voice_in[i].ssrc;
+                p.hand_back(ssrc);
+                p.voice_in[i].engaged = false;
             }
         }
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
         let track_id = format!("{track_type}_{}_{}", p.cfg.session_id, random_string(8));
         p.tracks_in.push(TrackIn {
             mid,
@@ -2100,7 +2122,6 @@ impl Sfu {
             let Some(rp) = self.peers.get_mut(&r) else {
                 continue;
             };
-            rp.give_deferred(now, &mut self.spare);
             let _ = rp.rtc.handle_input(Input::Timeout(now));
             self.drive_paced(r, now, run.len());
             if let Some(rp) = self.peers.get_mut(&r) {

@@ -14,17 +14,25 @@
 //!   (which only chooses screen-share layers) counts video alone.
 //! - **Receive side**: once str0m has mapped a publisher's voice SSRC to its track, the core
 //!   reads each packet's header ([`parse_rtp`]), checks it against its [`ReplayWindow`], opens
-//!   it with the publisher's keys and forwards it at once. The datagram itself still goes to
-//!   str0m, later and in a batch (the core's `Peer::deferred`), so that its receiver reports,
-//!   transport-wide feedback and statistics are exactly as if it had seen the packet on time:
-//!   it is given each packet's arrival time.
+//!   it with the publisher's keys and forwards it at once. str0m never sees the packet: the
+//!   receiver reports and transport-wide feedback it would have sent on it are written here
+//!   ([`crate::feedback`]) and protected as SRTCP under a sender SSRC of the fast path's own
+//!   ([`FastPath::feedback`]). str0m keeps the stream, without its reception register, so that
+//!   it still reads the publisher's sender reports, and takes it back, rollover counter and
+//!   all, if the publisher adds video.
 
 use std::net::SocketAddr;
 
 use str0m::net::Protocol;
 
+use std::time::Instant;
+
+use crate::feedback::{
+    FEEDBACK_AFTER, FEEDBACK_LIMIT, REPORT_INTERVAL, Reception, TransportFeedback,
+    write_receiver_report,
+};
 use crate::keys::SrtpKeys;
-use crate::srtp::{ReplayWindow, SrtpError, SrtpReceiver, SrtpSender};
+use crate::srtp::{ReplayWindow, SrtcpSender, SrtpError, SrtpReceiver, SrtpSender};
 
 /// One voice packet per stream in this many goes through str0m (one a second at 20 ms
 /// packets), the first one included.
@@ -135,18 +143,21 @@ pub struct RtpInfo {
     /// The audio level element (RFC 6464): the level in str0m's form (-dBov, 0 loudest), and
     /// the voice flag.
     pub level: Option<(i8, bool)>,
+    /// The transport-wide sequence number element.
+    pub twcc: Option<u16>,
 }
 
 /// Reads an RTP header (RFC 3550 5.1) and its extension block in either RFC 8285 form, taking
-/// the audio level from element `level_id`. `None` if the datagram is not version 2 RTP or its
-/// header runs past its end.
-pub fn parse_rtp(d: &[u8], level_id: Option<u8>) -> Option<RtpInfo> {
+/// the audio level from element `level_id` and the transport-wide sequence number from element
+/// `twcc_id`. `None` if the datagram is not version 2 RTP or its header runs past its end.
+pub fn parse_rtp(d: &[u8], level_id: Option<u8>, twcc_id: Option<u8>) -> Option<RtpInfo> {
     if d.len() < 12 || d[0] >> 6 != 2 {
         return None;
     }
     let csrcs = usize::from(d[0] & 0x0f);
     let mut header_len = 12 + 4 * csrcs;
     let mut level = None;
+    let mut twcc = None;
     if d[0] & 0x10 != 0 {
         let ext = d.get(header_len..header_len + 4)?;
         let profile = u16::from_be_bytes([ext[0], ext[1]]);
@@ -154,16 +165,19 @@ pub fn parse_rtp(d: &[u8], level_id: Option<u8>) -> Option<RtpInfo> {
         let start = header_len + 4;
         header_len = start + 4 * words;
         let block = d.get(start..header_len)?;
-        if let Some(id) = level_id {
-            let data = match profile {
-                0xbede => one_byte_element(block, id),
-                p if p & 0xfff0 == 0x1000 => two_byte_element(block, id),
-                _ => None,
-            };
-            level = data
-                .and_then(|v| v.first())
-                .map(|b| (-((b & 0x7f) as i8), b & 0x80 != 0));
-        }
+        let element = |id: u8| match profile {
+            0xbede => one_byte_element(block, id),
+            p if p & 0xfff0 == 0x1000 => two_byte_element(block, id),
+            _ => None,
+        };
+        level = level_id
+            .and_then(element)
+            .and_then(|v| v.first())
+            .map(|b| (-((b & 0x7f) as i8), b & 0x80 != 0));
+        twcc = twcc_id
+            .and_then(element)
+            .and_then(|v| v.get(..2))
+            .map(|v| u16::from_be_bytes([v[0], v[1]]));
     }
     if header_len > d.len() {
         return None;
@@ -177,6 +191,7 @@ pub fn parse_rtp(d: &[u8], level_id: Option<u8>) -> Option<RtpInfo> {
         header_len,
         padding: d[0] & 0x20 != 0,
         level,
+        twcc,
     })
 }
 
@@ -225,36 +240,114 @@ pub struct VoiceIn {
     pub ssrc: u32,
     /// The publisher's transceiver of the track.
     pub mid: str0m::media::Mid,
-    /// The publisher's extension id for the audio level.
+    /// The publisher's extension ids for the audio level and the transport-wide sequence number.
     pub level_id: Option<u8>,
+    pub twcc_id: Option<u8>,
     /// The payload type the stream opened with, and its codec.
     pub codec: (u8, str0m::format::Codec),
     /// Indices of the packets forwarded (or refused) here; str0m saw the ones before.
     pub replay: ReplayWindow,
+    /// What the receiver reports on this stream say.
+    pub reception: Reception,
     /// Packets are opened here. Off once the publisher also sends video: its transport-wide
     /// sequence numbers then interleave voice and video, and str0m's feedback on them must see
-    /// every packet on time.
+    /// every packet.
     pub engaged: bool,
 }
 
 /// A session's SRTP for the fast path: the sender of what it receives, the receiver of what it
-/// publishes, and a scratch buffer.
+/// publishes, the feedback on what it publishes, and a scratch buffer.
 pub struct FastPath {
     sender: SrtpSender,
     receiver: SrtpReceiver,
+    rtcp: SrtcpSender,
+    /// The sender SSRC of the fast path's RTCP: one str0m does not send under, so that the
+    /// SRTCP index (and with it the AEAD nonce) is the fast path's alone.
+    pub rtcp_ssrc: u32,
+    /// Transport-wide sequence numbers of the voice opened here, until reported on.
+    pub twcc: TransportFeedback,
+    /// When the receiver reports on the opened voice are next due.
+    pub next_report: Option<Instant>,
     plain: Vec<u8>,
 }
 
 impl FastPath {
-    pub fn new(keys: &SrtpKeys) -> Result<FastPath, SrtpError> {
+    /// `rtcp_ssrc` as [`FastPath::rtcp_ssrc`].
+    pub fn new(keys: &SrtpKeys, rtcp_ssrc: u32) -> Result<FastPath, SrtpError> {
         let crypto = crate::keys::crypto();
         let sender = SrtpSender::new(crypto, keys.profile, &keys.material, keys.client)?;
         let receiver = SrtpReceiver::new(crypto, keys.profile, &keys.material, keys.client)?;
+        let rtcp = SrtcpSender::new(crypto, keys.profile, &keys.material, keys.client)?;
         Ok(FastPath {
             sender,
             receiver,
+            rtcp,
+            rtcp_ssrc,
+            twcc: TransportFeedback::default(),
+            next_report: None,
             plain: Vec::with_capacity(1500),
         })
+    }
+
+    /// When this session must next have a pass for its feedback: the latest a transport-wide
+    /// feedback may wait, and the next receiver report if `reporting` (voice is opened here).
+    pub fn feedback_deadline(&self, reporting: bool) -> Option<Instant> {
+        let twcc = self.twcc.oldest().map(|t| t + FEEDBACK_LIMIT);
+        let report = self.next_report.filter(|_| reporting);
+        match (twcc, report) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The SRTCP datagrams of the feedback due at `now` on the voice streams `voice` (the
+    /// engaged ones are reported on), appended to `out`: a receiver report once every
+    /// [`REPORT_INTERVAL`], and transport-wide feedback once its oldest packet is
+    /// [`FEEDBACK_AFTER`] old. `flush` sends whatever transport-wide feedback is waiting, as
+    /// when str0m takes the publisher's feedback over. Each datagram is one compound packet,
+    /// led by a receiver report (empty when none is due) as RFC 3550 6.1 asks.
+    pub fn feedback(
+        &mut self,
+        voice: &mut [VoiceIn],
+        now: Instant,
+        flush: bool,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        let engaged = voice.iter().any(|v| v.engaged);
+        let report_due = engaged && self.next_report.is_none_or(|t| t <= now);
+        let twcc_due = self
+            .twcc
+            .oldest()
+            .is_some_and(|t| flush || now.saturating_duration_since(t) >= FEEDBACK_AFTER);
+        if !report_due && !twcc_due {
+            return;
+        }
+        let media_ssrc = voice.first().map_or(0, |v| v.ssrc);
+        let mut blocks = Vec::new();
+        if report_due {
+            blocks = voice
+                .iter_mut()
+                .filter(|v| v.engaged)
+                .map(|v| v.reception.report_block(v.ssrc, now))
+                .collect();
+            self.next_report = Some(now + REPORT_INTERVAL);
+        }
+        loop {
+            self.plain.clear();
+            write_receiver_report(self.rtcp_ssrc, &blocks, &mut self.plain);
+            blocks.clear();
+            if twcc_due {
+                self.twcc.write(self.rtcp_ssrc, media_ssrc, &mut self.plain);
+            }
+            let mut datagram = Vec::with_capacity(self.plain.len() + 32);
+            self.rtcp.protect_rtcp(&self.plain, &mut datagram);
+            if !datagram.is_empty() {
+                out.push(datagram);
+            }
+            if !twcc_due || self.twcc.oldest().is_none() {
+                break;
+            }
+        }
     }
 
     /// Opens a publisher's voice datagram (whose header `rtp` describes) as packet `index`: its
@@ -397,7 +490,7 @@ mod tests {
             let h = header(level, mid);
             let mut buf = Vec::new();
             let n = write_rtp(&h, &[1, 2, 3], &mut buf);
-            let info = parse_rtp(&buf, level.map(|l| l.0)).unwrap();
+            let info = parse_rtp(&buf, level.map(|l| l.0), None).unwrap();
             assert_eq!(
                 info,
                 RtpInfo {
@@ -409,10 +502,11 @@ mod tests {
                     header_len: n,
                     padding: false,
                     level: level.map(|(_, l, v)| (l, v.unwrap_or(false))),
+                    twcc: None,
                 }
             );
             // Another element's id finds no level.
-            assert_eq!(parse_rtp(&buf, Some(9)).unwrap().level, None);
+            assert_eq!(parse_rtp(&buf, Some(9), None).unwrap().level, None);
         }
     }
 
@@ -427,7 +521,7 @@ mod tests {
             0, 7, 2, 0xaa, 0xbb, 5, 1, 0x85, // padding, element 7, element 5 = V + level 5
             0xff, 0xff, 0x01, // payload
         ];
-        let info = parse_rtp(&d, Some(5)).unwrap();
+        let info = parse_rtp(&d, Some(5), None).unwrap();
         assert_eq!(info.header_len, 12 + 8 + 4 + 8);
         assert!(info.padding && !info.marker);
         assert_eq!(
@@ -436,9 +530,30 @@ mod tests {
         );
         assert_eq!(info.level, Some((-5, true)));
         assert_eq!(
-            parse_rtp(&d, Some(7)).unwrap().level.map(|l| l.0),
+            parse_rtp(&d, Some(7), None).unwrap().level.map(|l| l.0),
             Some(-0x2a)
         );
+        // Element 7 as the transport-wide sequence number, beside the level.
+        let both = parse_rtp(&d, Some(5), Some(7)).unwrap();
+        assert_eq!((both.level, both.twcc), (Some((-5, true)), Some(0xaabb)));
+        assert_eq!(
+            parse_rtp(&d, None, Some(5)).unwrap().twcc,
+            None,
+            "one byte is too short"
+        );
+    }
+
+    #[test]
+    fn the_transport_wide_sequence_number_in_a_one_byte_block() {
+        // Chrome's voice: audio level (id 1) and transport-cc (id 3, two bytes).
+        let d = [
+            0x90, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 2, 0x10, 0x9e, 0x31, 0x12,
+            0x34, 0, 0, 0, 0xff,
+        ];
+        let info = parse_rtp(&d, Some(1), Some(3)).unwrap();
+        assert_eq!(info.twcc, Some(0x1234));
+        assert_eq!(info.level, Some((-0x1e, true)));
+        assert_eq!(info.header_len, 24);
     }
 
     #[test]
@@ -447,11 +562,14 @@ mod tests {
         let d = [
             0x90, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0xf0, 0x10, 0x1e, 0,
         ];
-        assert_eq!(parse_rtp(&d, Some(1)).unwrap().level, None);
+        assert_eq!(parse_rtp(&d, Some(1), None).unwrap().level, None);
         let d = [
             0x90, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xbe, 0xde, 0, 1, 0x00, 0x10, 0x1e, 0,
         ];
-        assert_eq!(parse_rtp(&d, Some(1)).unwrap().level, Some((-30, false)));
+        assert_eq!(
+            parse_rtp(&d, Some(1), None).unwrap().level,
+            Some((-30, false))
+        );
     }
 
     #[test]
@@ -462,25 +580,25 @@ mod tests {
             &[],
             &mut buf,
         );
-        assert!(parse_rtp(&buf, Some(1)).is_some());
+        assert!(parse_rtp(&buf, Some(1), None).is_some());
         for len in 0..n {
-            assert_eq!(parse_rtp(&buf[..len], Some(1)), None, "{len} bytes");
+            assert_eq!(parse_rtp(&buf[..len], Some(1), None), None, "{len} bytes");
         }
         // An element longer than its block, a block longer than the datagram, CSRCs past the
         // end, another RTP version.
         let mut long_el = buf.clone();
         long_el[16] = 0x1f;
         long_el.truncate(n);
-        assert!(parse_rtp(&long_el, Some(1)).unwrap().level.is_none());
+        assert!(parse_rtp(&long_el, Some(1), None).unwrap().level.is_none());
         let mut long_block = buf.clone();
         long_block[15] = 9;
-        assert_eq!(parse_rtp(&long_block, None), None);
+        assert_eq!(parse_rtp(&long_block, None, None), None);
         let mut csrcs = buf.clone();
         csrcs[0] |= 0x0f;
-        assert_eq!(parse_rtp(&csrcs, None), None);
+        assert_eq!(parse_rtp(&csrcs, None, None), None);
         let mut v1 = buf;
         v1[0] = 0x50;
-        assert_eq!(parse_rtp(&v1, None), None);
+        assert_eq!(parse_rtp(&v1, None, None), None);
     }
 
     fn keys(client: bool) -> SrtpKeys {
@@ -494,11 +612,11 @@ mod tests {
 
     #[test]
     fn a_session_opens_what_its_peer_seals_and_strips_padding() {
-        let mut server = FastPath::new(&keys(false)).unwrap();
-        let mut client = FastPath::new(&keys(true)).unwrap();
+        let mut server = FastPath::new(&keys(false), 1).unwrap();
+        let mut client = FastPath::new(&keys(true), 2).unwrap();
         let h = header(Some((1, -40, Some(true))), None);
         let sealed = client.seal(&h, &[5, 6, 7, 8], Vec::new()).unwrap();
-        let rtp = parse_rtp(&sealed, Some(1)).unwrap();
+        let rtp = parse_rtp(&sealed, Some(1), None).unwrap();
         let mut out = Vec::new();
         assert!(server.open(&sealed, &rtp, h.seq, &mut out));
         assert_eq!(out, [5, 6, 7, 8]);

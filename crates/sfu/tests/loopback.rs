@@ -8,7 +8,7 @@ use calls_proto::{RtcMessage, RtcMessageType};
 use calls_sfu::core::{unzlib, zlib};
 use calls_sfu::fast::is_rtp;
 use calls_sfu::{Sfu, SfuConfig, SfuOutput};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -108,6 +108,19 @@ struct Net {
     reused: usize,
     /// RTP datagrams the SFU sent over ICE-TCP.
     tcp_rtp: usize,
+    /// What the path from one client to the SFU does: it delays every datagram by this much,
+    /// and loses the RTP datagrams whose count (from 1) is 5 modulo `lose_every`.
+    uplink: Option<Uplink>,
+    /// Datagrams on their way to the SFU: when they arrive, and what they are.
+    in_flight: VecDeque<(Instant, Protocol, SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+struct Uplink {
+    from: SocketAddr,
+    delay: Duration,
+    lose_every: usize,
+    rtp_sent: usize,
+    lost: usize,
 }
 
 fn cfg(sid: &str) -> SessionConfig {
@@ -157,6 +170,8 @@ impl Net {
             vad: vec![],
             reused: 0,
             tcp_rtp: 0,
+            uplink: None,
+            in_flight: VecDeque::new(),
         }
     }
 
@@ -206,6 +221,9 @@ impl Net {
             }
             for c in &self.clients {
                 next = next.min(c.next);
+            }
+            if let Some((t, ..)) = self.in_flight.front() {
+                next = next.min(*t);
             }
             self.now = next.max(self.now + Duration::from_millis(1)).min(end);
             self.sfu.handle_timeout(self.now);
@@ -344,6 +362,28 @@ impl Net {
                 }
             }
             for (proto, source, destination, data) in to_sfu {
+                progressed = true;
+                match &mut self.uplink {
+                    Some(u) if u.from == source => {
+                        if is_rtp(&data) {
+                            u.rtp_sent += 1;
+                            if u.rtp_sent % u.lose_every == 5 {
+                                u.lost += 1;
+                                continue;
+                            }
+                        }
+                        self.in_flight
+                            .push_back((now + u.delay, proto, source, destination, data));
+                    }
+                    _ => self
+                        .sfu
+                        .handle_datagram(now, proto, source, destination, &data),
+                }
+            }
+            while let Some((t, ..)) = self.in_flight.front()
+                && *t <= now
+            {
+                let (_, proto, source, destination, data) = self.in_flight.pop_front().unwrap();
                 progressed = true;
                 self.sfu
                     .handle_datagram(now, proto, source, destination, &data);
@@ -813,10 +853,10 @@ fn speak(net: &mut Net, mic: Mid, n: u8) {
 
 #[test]
 fn voice_feedback_rides_on_the_passes_its_packets_make() {
-    // A publisher of voice gets transport-wide feedback; str0m asks for it every 50 ms. Its
-    // voice is opened on the fast path and str0m gets the datagrams in batches, at most 100 ms
-    // old, on the pass that also sends the feedback: a voice-only session needs no more timer
-    // passes while it speaks than while it is silent (all three sessions: 30 in either second).
+    // A publisher of voice gets transport-wide feedback. Its voice is opened on the fast path,
+    // which sends that feedback once its oldest packet is 50 ms old, on whichever pass comes:
+    // a voice-only session needs no more timer passes while it speaks than while it is silent
+    // (all three sessions: 30 in either second).
     let (mut net, mic) = voice_call();
     let before = net.sfu.timer_passes();
     net.run(Duration::from_secs(1));
@@ -957,10 +997,12 @@ fn an_unanswered_server_offer_is_retried() {
 }
 
 #[test]
-fn opened_voice_is_forwarded_on_arrival_and_str0m_still_accounts_for_every_packet() {
+fn opened_voice_is_forwarded_on_arrival_and_its_feedback_counts_loss_and_delay() {
     // From its second packet on, A's voice is opened by the core as it arrives and forwarded at
-    // once; str0m gets the datagrams later, in batches. Its receiver reports and transport-wide
-    // feedback must still count every packet, or A's sender would see loss that is not there.
+    // once, and str0m never sees it: the receiver reports and transport-wide feedback A gets on
+    // it are the fast path's own (SRTCP under a sender SSRC of its own). A's str0m must read
+    // them as it reads str0m's: every packet counted, the ones lost on the way reported lost,
+    // and the round trip measured from A's sender reports.
     let mut net = Net::with_bwe(true);
     join_rtp_mode_a(
         &mut net,
@@ -971,46 +1013,65 @@ fn opened_voice_is_forwarded_on_arrival_and_str0m_still_accounts_for_every_packe
     net.run(Duration::from_secs(3));
     let mic = publish_voice(&mut net);
     net.run(Duration::from_secs(1));
+    const DELAY: Duration = Duration::from_millis(30);
+    net.uplink = Some(Uplink {
+        from: "10.0.0.2:5000".parse().unwrap(),
+        delay: DELAY,
+        lose_every: 10,
+        rtp_sent: 0,
+        lost: 0,
+    });
     const N: u8 = 150;
     const FIRST: u64 = 1000;
     let mut seq = FIRST;
     let start = net.now;
     speak_rtp(&mut net, mic, &mut seq, 0..N);
     let end = net.now;
+    net.run(Duration::from_secs(2));
+    // The 5th, 15th, ... 145th packet are lost on the way: 15 of them.
+    let delivered: Vec<u8> = (0..N).filter(|i| (i + 1) % 10 != 5).collect();
+    assert_eq!(net.uplink.as_ref().unwrap().lost, 15);
     for sid in ["B", "C"] {
         let got: Vec<u8> = net.client(sid).media_in.iter().map(|(_, d)| d[0]).collect();
-        assert_eq!(
-            got,
-            (0..N).collect::<Vec<_>>(),
-            "{sid}: every packet, in order"
-        );
+        assert_eq!(got, delivered, "{sid}: every packet that arrived, in order");
     }
     assert_eq!(
         net.sfu.voice_opened_packets(),
-        u64::from(N) - 1,
+        delivered.len() as u64 - 1,
         "every packet but the first (which str0m maps to its track) opened on arrival"
     );
-    net.run(Duration::from_secs(2));
     let a = net.client("A");
-    // Transport-wide feedback: str0m's loss over the last second counts only the packets the
-    // feedback reported on, so a packet str0m never saw would leave it empty, not at 0.
-    let twcc: Vec<Option<f32>> = a
+    // Transport-wide feedback: str0m's loss over each second it reports on. One packet in ten
+    // is lost, and a feedback message that str0m could not read would leave it empty.
+    let twcc: Vec<f32> = a
         .peer_stats
         .iter()
         .filter(|s| s.timestamp > start + Duration::from_secs(1) && s.timestamp <= end)
-        .map(|s| s.egress_loss_fraction)
+        .map(|s| {
+            s.egress_loss_fraction
+                .expect("transport-wide feedback on A's voice")
+        })
         .collect();
     assert!(twcc.len() >= 4, "{twcc:?}");
-    assert!(twcc.iter().all(|l| *l == Some(0.0)), "{twcc:?}");
-    // Receiver reports: every packet up to the last one, none lost.
-    let report = a
+    assert!(twcc.iter().all(|l| (0.05..0.15).contains(l)), "{twcc:?}");
+    // Receiver reports: up to the last packet, the 15 lost, and the round trip the uplink's
+    // delay makes (A's sender reports take it to the SFU, its reports come straight back).
+    let last = a
         .egress_stats
         .iter()
         .rev()
-        .find_map(|s| s.remote.clone().filter(|_| s.mid == mic))
+        .find(|s| s.mid == mic && s.remote.is_some())
         .expect("receiver reports on A's voice");
+    let report = last.remote.clone().unwrap();
     assert_eq!(*report.maximum_sequence_number, FIRST + u64::from(N) - 1);
-    assert_eq!(report.packets_lost, 0);
+    assert_eq!(report.packets_lost, 15);
+    let rtt = last
+        .rtt
+        .expect("a round trip from the reports' LSR and DLSR");
+    assert!(
+        rtt >= DELAY - Duration::from_millis(1) && rtt <= DELAY + Duration::from_millis(2),
+        "{rtt:?}"
+    );
 }
 
 #[test]
@@ -1048,6 +1109,45 @@ fn a_receiver_added_after_the_speakers_sequence_numbers_wrapped_hears_them() {
         (20..140).collect::<Vec<_>>(),
         "D, added after the wrap"
     );
+}
+
+#[test]
+fn str0m_takes_voice_back_across_a_wrap_when_its_publisher_adds_video() {
+    // A's voice is on the fast path and wraps its sequence numbers there; then A shares its
+    // screen, and str0m must take the voice over in the rollover cycle the fast path reached
+    // (or every packet after fails authentication), and report on it from there on.
+    let mut net = Net::with_bwe(true);
+    join_rtp_mode_a(
+        &mut net,
+        Rtc::builder().set_stats_interval(Some(Duration::from_millis(500))),
+    );
+    net.join("B", "10.0.0.3:5000");
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    let mut seq = 65_500u64;
+    speak_rtp(&mut net, mic, &mut seq, 0..60);
+    let opened = net.sfu.voice_opened_packets();
+    assert_eq!(opened, 59, "on the fast path, across the wrap");
+    share_screen(&mut net, "A", "A-screen");
+    speak_rtp(&mut net, mic, &mut seq, 60..120);
+    net.run(Duration::from_secs(2));
+    assert_eq!(net.sfu.voice_opened_packets(), opened, "then through str0m");
+    let got: Vec<u8> = net.client("B").media_in.iter().map(|(_, d)| d[0]).collect();
+    assert_eq!(
+        got,
+        (0..120).collect::<Vec<_>>(),
+        "B hears all of it, in order"
+    );
+    let a = net.client("A");
+    let report = a
+        .egress_stats
+        .iter()
+        .rev()
+        .find_map(|s| s.remote.clone().filter(|_| s.mid == mic))
+        .expect("str0m's receiver reports on A's voice");
+    assert_eq!(*report.maximum_sequence_number, 65_500 + 119);
+    assert_eq!(report.packets_lost, 0);
 }
 
 /// Joins A as an RTP-mode client (it writes packets with sequence numbers of its choosing).
