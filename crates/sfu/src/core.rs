@@ -1136,18 +1136,22 @@ impl Sfu {
         if p.voice_in.is_empty() {
             return;
         }
-        let (Some(route), Fast::Ready(fp)) = (p.route, &mut p.fast) else {
+        let Fast::Ready(fp) = &mut p.fast else {
             return;
         };
+        // Without a route (not seen yet) the feedback is written and dropped all the same, so
+        // that its deadlines move on rather than come due again at once.
         let mut datagrams = std::mem::take(&mut self.feedback);
         fp.feedback(&mut p.voice_in, now, flush, &mut datagrams);
         for contents in datagrams.drain(..) {
-            self.out.push_back(SfuOutput::Transmit {
-                proto: route.proto,
-                source: route.source,
-                destination: route.destination,
-                contents,
-            });
+            if let Some(route) = p.route {
+                self.out.push_back(SfuOutput::Transmit {
+                    proto: route.proto,
+                    source: route.source,
+                    destination: route.destination,
+                    contents,
+                });
+            }
         }
         self.feedback = datagrams;
     }
@@ -1643,7 +1647,8 @@ impl Sfu {
                             t = t.max(now + AUDIO_ONLY_SLACK);
                         }
                         if let Fast::Ready(fp) = &peer.fast
-                            && let Some(f) = fp.feedback_deadline(!peer.voice_in.is_empty())
+                            && let Some(f) =
+                                fp.feedback_deadline(peer.voice_in.iter().any(|v| v.engaged))
                         {
                             t = t.min(f.max(now));
                         }
