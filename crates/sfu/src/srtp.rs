@@ -198,35 +198,20 @@ impl SrtpSender {
                 hmac,
             } => {
                 let iv = aes_cm_iv(salt, ssrc, index);
-                out.extend_from_slice(header);
-                out.resize(plain.len() + CM_TAG_LEN.max(CTR_SLACK), 0);
-                // An empty payload has nothing to XOR, and a backend may reject the empty call.
-                let encrypted = payload.is_empty()
-                    || cipher.encrypt(&iv, payload, &mut out[header_len..]).is_ok();
+                let encrypted = cm_encrypt(cipher.as_mut(), &iv, header, payload, out);
                 if encrypted {
                     let roc = ((index >> 16) as u32).to_be_bytes();
-                    let tag = hmac.sha1_hmac(auth_key, &[&out[..plain.len()], &roc]);
-                    out.truncate(plain.len());
+                    let tag = hmac.sha1_hmac(auth_key, &[out.as_slice(), &roc]);
                     out.extend_from_slice(&tag[..CM_TAG_LEN]);
                 }
                 encrypted
             }
-            Transform::Gcm128 { cipher, salt } => {
-                let iv = gcm_iv(salt, ssrc, index);
-                out.extend_from_slice(header);
-                out.resize(plain.len() + GCM_TAG_LEN, 0);
-                cipher
-                    .encrypt(&iv, header, payload, &mut out[header_len..])
-                    .is_ok()
-            }
-            Transform::Gcm256 { cipher, salt } => {
-                let iv = gcm_iv(salt, ssrc, index);
-                out.extend_from_slice(header);
-                out.resize(plain.len() + GCM_TAG_LEN, 0);
-                cipher
-                    .encrypt(&iv, header, payload, &mut out[header_len..])
-                    .is_ok()
-            }
+            Transform::Gcm128 { cipher, salt } => gcm_seal(out, header, payload.len(), |o| {
+                cipher.encrypt(&gcm_iv(salt, ssrc, index), header, payload, o)
+            }),
+            Transform::Gcm256 { cipher, salt } => gcm_seal(out, header, payload.len(), |o| {
+                cipher.encrypt(&gcm_iv(salt, ssrc, index), header, payload, o)
+            }),
         };
         if !protected {
             out.clear();
@@ -436,42 +421,27 @@ impl SrtcpSender {
             } => {
                 // header | encrypted body | E+index | tag over all before it.
                 let iv = aes_cm_iv(salt, ssrc, u64::from(index));
-                out.extend_from_slice(header);
-                out.resize(plain.len() + CTR_SLACK, 0);
-                let encrypted = body.is_empty()
-                    || cipher
-                        .encrypt(&iv, body, &mut out[SRTCP_HEADER_LEN..])
-                        .is_ok();
+                let encrypted = cm_encrypt(cipher.as_mut(), &iv, header, body, out);
                 if encrypted {
-                    out.truncate(plain.len());
                     out.extend_from_slice(&e_index);
                     let tag = hmac.sha1_hmac(auth_key, &[out.as_slice()]);
                     out.extend_from_slice(&tag[..CM_TAG_LEN]);
                 }
                 encrypted
             }
-            Transform::Gcm128 { cipher, salt } => {
+            // header | encrypted body and tag | E+index.
+            Transform::Gcm128 { cipher, salt } => gcm_seal(out, header, body.len(), |o| {
                 let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
-                out.extend_from_slice(header);
-                out.resize(plain.len() + GCM_TAG_LEN, 0);
-                let ok = cipher
-                    .encrypt(&iv, &aad, body, &mut out[SRTCP_HEADER_LEN..])
-                    .is_ok();
-                out.extend_from_slice(&e_index);
-                ok
-            }
-            Transform::Gcm256 { cipher, salt } => {
+                cipher.encrypt(&iv, &aad, body, o)
+            }),
+            Transform::Gcm256 { cipher, salt } => gcm_seal(out, header, body.len(), |o| {
                 let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
-                out.extend_from_slice(header);
-                out.resize(plain.len() + GCM_TAG_LEN, 0);
-                let ok = cipher
-                    .encrypt(&iv, &aad, body, &mut out[SRTCP_HEADER_LEN..])
-                    .is_ok();
-                out.extend_from_slice(&e_index);
-                ok
-            }
+                cipher.encrypt(&iv, &aad, body, o)
+            }),
         };
-        if !protected {
+        if protected && !matches!(self.transform, Transform::AesCm { .. }) {
+            out.extend_from_slice(&e_index);
+        } else if !protected {
             out.clear();
         }
     }
@@ -488,6 +458,37 @@ impl SrtcpSender {
             index,
         }
     }
+}
+
+/// AES-CM's encryption: `header` in clear, then `body` encrypted (out is left that long). The
+/// backend gets [`CTR_SLACK`] bytes of room past the input.
+fn cm_encrypt(
+    cipher: &mut dyn Aes128CmSha1_80Cipher,
+    iv: &[u8; 16],
+    header: &[u8],
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    let len = header.len() + body.len();
+    out.extend_from_slice(header);
+    out.resize(len + CTR_SLACK, 0);
+    // An empty payload has nothing to XOR, and a backend may reject the empty call.
+    let encrypted = body.is_empty() || cipher.encrypt(iv, body, &mut out[header.len()..]).is_ok();
+    out.truncate(len);
+    encrypted
+}
+
+/// The AEAD profiles' sealing: `header` in clear, then the `len` bytes `encrypt` writes
+/// encrypted and its tag.
+fn gcm_seal(
+    out: &mut Vec<u8>,
+    header: &[u8],
+    len: usize,
+    encrypt: impl FnOnce(&mut [u8]) -> Result<(), str0m::crypto::CryptoError>,
+) -> bool {
+    out.extend_from_slice(header);
+    out.resize(header.len() + len + GCM_TAG_LEN, 0);
+    encrypt(&mut out[header.len()..]).is_ok()
 }
 
 /// RFC 7714 9.1: IV = (0x0000 || SSRC || 0x0000 || 0 || SRTCP index) XOR salt, and the

@@ -1003,16 +1003,7 @@ fn opened_voice_is_forwarded_on_arrival_and_its_feedback_counts_loss_and_delay()
     // it are the fast path's own (SRTCP under a sender SSRC of its own). A's str0m must read
     // them as it reads str0m's: every packet counted, the ones lost on the way reported lost,
     // and the round trip measured from A's sender reports.
-    let mut net = Net::with_bwe(true);
-    join_rtp_mode_a(
-        &mut net,
-        Rtc::builder().set_stats_interval(Some(Duration::from_millis(500))),
-    );
-    net.join("B", "10.0.0.3:5000");
-    net.join("C", "10.0.0.4:5000");
-    net.run(Duration::from_secs(3));
-    let mic = publish_voice(&mut net);
-    net.run(Duration::from_secs(1));
+    let (mut net, mic) = rtp_mode_voice_call(&[("B", "10.0.0.3:5000"), ("C", "10.0.0.4:5000")]);
     const DELAY: Duration = Duration::from_millis(30);
     net.uplink = Some(Uplink {
         from: "10.0.0.2:5000".parse().unwrap(),
@@ -1116,15 +1107,7 @@ fn str0m_takes_voice_back_across_a_wrap_when_its_publisher_adds_video() {
     // A's voice is on the fast path and wraps its sequence numbers there; then A shares its
     // screen, and str0m must take the voice over in the rollover cycle the fast path reached
     // (or every packet after fails authentication), and report on it from there on.
-    let mut net = Net::with_bwe(true);
-    join_rtp_mode_a(
-        &mut net,
-        Rtc::builder().set_stats_interval(Some(Duration::from_millis(500))),
-    );
-    net.join("B", "10.0.0.3:5000");
-    net.run(Duration::from_secs(3));
-    let mic = publish_voice(&mut net);
-    net.run(Duration::from_secs(1));
+    let (mut net, mic) = rtp_mode_voice_call(&[("B", "10.0.0.3:5000")]);
     let mut seq = 65_500u64;
     speak_rtp(&mut net, mic, &mut seq, 0..60);
     let opened = net.sfu.voice_opened_packets();
@@ -1154,6 +1137,23 @@ fn str0m_takes_voice_back_across_a_wrap_when_its_publisher_adds_video() {
         .expect("str0m's receiver reports on A's voice");
     assert_eq!(*report.maximum_sequence_number, 65_500 + 119);
     assert_eq!(report.packets_lost, 0);
+}
+
+/// A as an RTP-mode client with str0m's statistics every 500 ms, publishing a voice track to
+/// `others`, with bandwidth estimation on as rtcd runs it. Returns A's track.
+fn rtp_mode_voice_call(others: &[(&str, &str)]) -> (Net, Mid) {
+    let mut net = Net::with_bwe(true);
+    join_rtp_mode_a(
+        &mut net,
+        Rtc::builder().set_stats_interval(Some(Duration::from_millis(500))),
+    );
+    for (sid, addr) in others {
+        net.join(sid, addr);
+    }
+    net.run(Duration::from_secs(3));
+    let mic = publish_voice(&mut net);
+    net.run(Duration::from_secs(1));
+    (net, mic)
 }
 
 /// Joins A as an RTP-mode client (it writes packets with sequence numbers of its choosing).
