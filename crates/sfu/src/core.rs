@@ -8,8 +8,8 @@
 //! no clock. Media is forwarded when the shell polls, so the datagrams of one round go out
 //! together. Voice takes the fast path ([`crate::fast`]): a publisher's voice is opened here as
 //! it arrives (str0m never sees it; the fast path writes the feedback on it), and each
-//! receiver's copy is framed and encrypted here and queued at once. Video is written to each receiver's session,
-//! which is then driven once for all the packets it got.
+//! receiver's copy is framed and encrypted here and queued at once. Video is written to each
+//! receiver's session, which is then driven once for all the packets it got.
 //!
 //! ICE-lite is a deliberate choice: rtcd always answers the client's first offer, so it is never
 //! the controlling agent. As a lite agent it never sends connectivity checks, so it cannot meet
@@ -304,34 +304,39 @@ impl Peer {
         }
     }
 
-    /// Gives str0m back a voice stream the fast path opened: its reception register starts
-    /// again from the next packet, in the rollover cycle the fast path reached.
-    fn hand_back(&mut self, ssrc: u32) {
-        let Some(v) = self.voice_in.iter().find(|v| v.ssrc == ssrc) else {
-            return;
-        };
+    /// Drops str0m's reception register on voice stream `i`, keeping the rollover cycle the
+    /// fast path reached: when the fast path opens the stream, str0m's reports then leave it
+    /// out; when it gives the stream back, str0m counts from the next packet on.
+    fn reset_str0m_register(&mut self, i: usize) {
+        let v = &self.voice_in[i];
         let roc = v.replay.max() >> 16;
-        if let Some(s) = self.rtc.direct_api().stream_rx(&ssrc.into()) {
+        if let Some(s) = self.rtc.direct_api().stream_rx(&v.ssrc.into()) {
             s.reset_roc(roc);
         }
+    }
+
+    /// Gives str0m back voice stream `i`: str0m sees its packets again.
+    fn hand_back(&mut self, i: usize) {
+        self.reset_str0m_register(i);
+        self.voice_in[i].engaged = false;
     }
 }
 
 /// A random SSRC no stream of `rtc` sends under (0 is avoided: some stacks treat it as unset).
 fn fresh_ssrc(rtc: &mut Rtc) -> u32 {
-    loop {
+    let mut api = rtc.direct_api();
+    let mut unused = |ssrc: u32| ssrc != 0 && api.stream_tx(&ssrc.into()).is_none();
+    for _ in 0..8 {
         let mut b = [0u8; 4];
-        getrandom::fill(&mut b).unwrap_or_default();
-        let ssrc = u32::from_be_bytes(b);
-        let mut api = rtc.direct_api();
-        if ssrc != 0 && api.stream_tx(&ssrc.into()).is_none() {
-            return ssrc;
-        }
         if getrandom::fill(&mut b).is_err() {
-            // No randomness at all: any fixed SSRC is as good, and the loop must end.
-            return 0x5253_4643;
+            break;
+        }
+        if unused(u32::from_be_bytes(b)) {
+            return u32::from_be_bytes(b);
         }
     }
+    // No randomness: any unused SSRC is as good.
+    (0x5253_4643..=u32::MAX).find(|s| unused(*s)).unwrap_or(1)
 }
 
 /// The receiver's copy of a voice packet from the fast path, or `None` when str0m must send
@@ -413,8 +418,7 @@ fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, codec: (u8, Codec), seq:
         return;
     }
     if p.voice_in.len() >= VOICE_IN_MAX {
-        let old = p.voice_in[0].ssrc;
-        p.hand_back(old);
+        p.hand_back(0);
         p.voice_in.remove(0);
     }
     let Some(exts) = p.rtc.media(mid).map(|m| m.remote_extmap()) else {
@@ -428,11 +432,6 @@ fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, codec: (u8, Codec), seq:
         .iter()
         .find(|c| *c.pt() == codec.0)
         .map_or(48_000, |c| c.spec().clock_rate.get());
-    // str0m counted this stream up to `seq`; its reports on it stop here (its register is
-    // dropped, the rollover counter kept for a hand-back) and the fast path's start.
-    if let Some(s) = p.rtc.direct_api().stream_rx(&ssrc.into()) {
-        s.reset_roc(seq >> 16);
-    }
     p.voice_in.push(VoiceIn {
         ssrc,
         mid,
@@ -443,6 +442,9 @@ fn open_voice_stream(p: &mut Peer, ssrc: u32, mid: Mid, codec: (u8, Codec), seq:
         reception: Reception::new(seq + 1, clock_rate),
         engaged: true,
     });
+    // str0m counted this stream up to `seq`; its reports on it stop here and the fast path's
+    // start.
+    p.reset_str0m_register(p.voice_in.len() - 1);
 }
 
 /// The codec a session's payload type `pt` stands for.
@@ -1143,16 +1145,16 @@ impl Sfu {
         // that its deadlines move on rather than come due again at once.
         let mut datagrams = std::mem::take(&mut self.feedback);
         fp.feedback(&mut p.voice_in, now, flush, &mut datagrams);
-        for contents in datagrams.drain(..) {
-            if let Some(route) = p.route {
-                self.out.push_back(SfuOutput::Transmit {
+        if let Some(route) = p.route {
+            self.out
+                .extend(datagrams.drain(..).map(|contents| SfuOutput::Transmit {
                     proto: route.proto,
                     source: route.source,
                     destination: route.destination,
                     contents,
-                });
-            }
+                }));
         }
+        datagrams.clear();
         self.feedback = datagrams;
     }
 
@@ -1909,9 +1911,7 @@ impl Sfu {
                 return;
             };
             for i in 0..p.voice_in.len() {
-                let ssrc = p.voice_in[i].ssrc;
-                p.hand_back(ssrc);
-                p.voice_in[i].engaged = false;
+                p.hand_back(i);
             }
         }
         let Some(p) = self.peers.get_mut(&id) else {

@@ -294,10 +294,7 @@ impl FastPath {
     pub fn feedback_deadline(&self, reporting: bool) -> Option<Instant> {
         let twcc = self.twcc.oldest().map(|t| t + FEEDBACK_LIMIT);
         let report = self.next_report.filter(|_| reporting);
-        match (twcc, report) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        twcc.into_iter().chain(report).min()
     }
 
     /// The SRTCP datagrams of the feedback due at `now` on the voice streams `voice` (the

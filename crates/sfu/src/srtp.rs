@@ -206,10 +206,10 @@ impl SrtpSender {
                 }
                 encrypted
             }
-            Transform::Gcm128 { cipher, salt } => gcm_seal(out, header, payload.len(), |o| {
+            Transform::Gcm128 { cipher, salt } => gcm_seal(out, header, payload.len(), &[], |o| {
                 cipher.encrypt(&gcm_iv(salt, ssrc, index), header, payload, o)
             }),
-            Transform::Gcm256 { cipher, salt } => gcm_seal(out, header, payload.len(), |o| {
+            Transform::Gcm256 { cipher, salt } => gcm_seal(out, header, payload.len(), &[], |o| {
                 cipher.encrypt(&gcm_iv(salt, ssrc, index), header, payload, o)
             }),
         };
@@ -430,18 +430,20 @@ impl SrtcpSender {
                 encrypted
             }
             // header | encrypted body and tag | E+index.
-            Transform::Gcm128 { cipher, salt } => gcm_seal(out, header, body.len(), |o| {
-                let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
-                cipher.encrypt(&iv, &aad, body, o)
-            }),
-            Transform::Gcm256 { cipher, salt } => gcm_seal(out, header, body.len(), |o| {
-                let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
-                cipher.encrypt(&iv, &aad, body, o)
-            }),
+            Transform::Gcm128 { cipher, salt } => {
+                gcm_seal(out, header, body.len(), &e_index, |o| {
+                    let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
+                    cipher.encrypt(&iv, &aad, body, o)
+                })
+            }
+            Transform::Gcm256 { cipher, salt } => {
+                gcm_seal(out, header, body.len(), &e_index, |o| {
+                    let (iv, aad) = gcm_rtcp_iv_aad(salt, ssrc, index, header, e_index);
+                    cipher.encrypt(&iv, &aad, body, o)
+                })
+            }
         };
-        if protected && !matches!(self.transform, Transform::AesCm { .. }) {
-            out.extend_from_slice(&e_index);
-        } else if !protected {
+        if !protected {
             out.clear();
         }
     }
@@ -479,16 +481,19 @@ fn cm_encrypt(
 }
 
 /// The AEAD profiles' sealing: `header` in clear, then the `len` bytes `encrypt` writes
-/// encrypted and its tag.
+/// encrypted and its tag, then `trailer` (SRTCP's E flag and index) in clear.
 fn gcm_seal(
     out: &mut Vec<u8>,
     header: &[u8],
     len: usize,
+    trailer: &[u8],
     encrypt: impl FnOnce(&mut [u8]) -> Result<(), str0m::crypto::CryptoError>,
 ) -> bool {
     out.extend_from_slice(header);
     out.resize(header.len() + len + GCM_TAG_LEN, 0);
-    encrypt(&mut out[header.len()..]).is_ok()
+    let sealed = encrypt(&mut out[header.len()..]).is_ok();
+    out.extend_from_slice(trailer);
+    sealed
 }
 
 /// RFC 7714 9.1: IV = (0x0000 || SSRC || 0x0000 || 0 || SRTCP index) XOR salt, and the
