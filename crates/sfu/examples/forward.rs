@@ -11,7 +11,7 @@
 //! small ones (every packet in is forwarded once), where receiving costs as much as sending. With
 //! `--screen true` the first speaker of every call also shares a screen: 15 VP8 frames a second
 //! of 12 packets of 1100 bytes (1.6 Mbps, the size of the `screen_h` sample), which go through
-//! str0m's pacer to every viewer.
+//! str0m (unpaced) to every viewer.
 //!
 //! Setup joins every client over an in-memory network in virtual time (as `tests/loopback.rs`
 //! does): DC-only offer over the plugin path, ICE-lite + DTLS + SCTP, then each speaker adds a

@@ -73,24 +73,53 @@ const FLUSH_CHUNK: usize = 8;
 ///
 /// With a thousand idle receivers those passes cost more than forwarding the voice. Whatever
 /// else such a deadline hides (RTCP reports, consent, SCTP timers) runs at most this late, which
-/// none of them minds. Peers with video keep exact timing: their pacer paces.
+/// none of them minds. Peers with video defer less ([`VIDEO_IDLE_SLACK`]).
 const AUDIO_ONLY_SLACK: Duration = Duration::from_millis(100);
 
 /// Voice streams (SSRCs) a publisher's session opens on the fast path at most: a client that
 /// replaces its microphone track starts a new one, and old ones stay until this many.
 const VOICE_IN_MAX: usize = 4;
 
-/// Deadlines an audio-only peer may defer by [`AUDIO_ONLY_SLACK`].
-fn deferrable(reason: str0m::Reason) -> bool {
+/// How long a peer with video may let its pacer's and estimator's routine deadlines wait while
+/// str0m holds none of its packets.
+///
+/// - The delay controller asks for a pass every 25 ms to move the estimate on between
+///   transport-wide feedback reports (each report moves it on as well); the pacer every 40 ms
+///   to settle its debt and top the link up with padding. Both scale what they do by the time
+///   elapsed, so a later pass does the same work.
+/// - A screen-share viewer's session gets a pass for every frame it is sent anyway (str0m
+///   stamps written packets only in a timeout pass), and any pass runs whatever of str0m is
+///   due: at 15 frames a second they still run every 67 ms, and at most this late otherwise.
+/// - While str0m holds packets of the peer (a retransmission, padding, a probe), every
+///   deadline stays exact: the pacer's release time hides behind whichever deadline str0m
+///   reports first.
+///
+/// At 1 x 200 with a screen share (`examples/forward.rs --screen true`, 2 s) timer passes fell
+/// from 18.1k to 0.5k, each a full walk of the session. Probing and transport-wide feedback
+/// deadlines always stay exact.
+const VIDEO_IDLE_SLACK: Duration = Duration::from_millis(100);
+
+/// How long a deadline of this reason may wait: for an audio-only peer, or for a peer with
+/// video whose send queues are all empty (`idle`, asked only when it matters).
+fn slack(
+    reason: str0m::Reason,
+    audio_only: bool,
+    mut idle: impl FnMut() -> bool,
+) -> Option<Duration> {
     use str0m::Reason;
-    matches!(
-        reason,
+    match reason {
         Reason::Pacer(_)
-            | Reason::Twcc
-            | Reason::BweDelayControl
-            | Reason::BweProbeControl
-            | Reason::BweProbeEstimator
-    )
+        | Reason::Twcc
+        | Reason::BweDelayControl
+        | Reason::BweProbeControl
+        | Reason::BweProbeEstimator
+            if audio_only =>
+        {
+            Some(AUDIO_ONLY_SLACK)
+        }
+        Reason::Pacer(_) | Reason::BweDelayControl if idle() => Some(VIDEO_IDLE_SLACK),
+        _ => None,
+    }
 }
 
 /// Where the SFU can be reached, as advertised in candidates.
@@ -102,8 +131,9 @@ pub struct SfuConfig {
     /// buffer holds owned copies, so wrapping can never corrupt a packet.
     pub nack_buffer_size: usize,
     /// Send-side bandwidth estimation (TWCC) per session, which drives screen-share layer
-    /// switching. It also paces what the session receives; the virtual-network tests turn it
-    /// off because pacing at 1 ms steps makes their fixed-time loops slow.
+    /// switching. It also runs str0m's pacer for the session (on retransmissions and padding:
+    /// video goes out unpaced, as behind rtcd's no-op pacer); the virtual-network tests turn it
+    /// off because its deadlines at 1 ms steps make their fixed-time loops slow.
     pub bandwidth_estimation: bool,
     /// The first character of every local ufrag this core hands out. The shell runs one core per
     /// shard and reads the shard back from the USERNAME of a client's STUN checks.
@@ -261,6 +291,12 @@ struct Peer {
     vad: Option<crate::vad::Vad>,
     disconnected_since: Option<Instant>,
     next_timeout: Option<Instant>,
+    /// The latest instant handed to str0m as a timeout. Stepping the pacer in place runs the
+    /// session's clock a few microseconds ahead of the core's (see `drive_paced`), and str0m
+    /// ignores a timeout before its last one: the second chunk of a frame, written at the
+    /// same `now`, then sat unstamped behind a "send now" deadline that every pass until the
+    /// clock caught up ignored again (a wasted timer pass per frame per viewer).
+    clock: Instant,
     created: Instant,
     answered_at: Option<Instant>,
     connected: bool,
@@ -283,6 +319,23 @@ impl Peer {
     fn audio_only(&self) -> bool {
         self.out.iter().all(|o| o.mime.starts_with("audio"))
             && self.tracks_in.iter().all(|t| t.kind == MediaKind::Audio)
+    }
+
+    /// Hands str0m a timeout at `at`, or at its last one if that was later.
+    fn timeout(&mut self, at: Instant) {
+        self.clock = self.clock.max(at);
+        let _ = self.rtc.handle_input(Input::Timeout(self.clock));
+    }
+
+    /// Whether str0m holds none of this session's outgoing packets: every send queue was empty
+    /// at its pacer's last update (each timeout pass, so also the one after the last release).
+    fn send_idle(&mut self) -> bool {
+        let mut api = self.rtc.direct_api();
+        self.out.iter().all(|o| {
+            api.stream_tx_by_mid(o.mid, o.rid)
+                .and_then(|tx| tx.queue_info())
+                .is_none_or(|q| q.packet_count() == 0)
+        })
     }
 
     /// The session's fast path, set up once DTLS has exported its keys.
@@ -774,6 +827,7 @@ impl Sfu {
                 vad: None,
                 disconnected_since: None,
                 next_timeout: None,
+                clock: now,
                 created: now,
                 answered_at: None,
                 connected: false,
@@ -1203,7 +1257,7 @@ impl Sfu {
             return;
         };
         p.next_timeout = None;
-        let _ = p.rtc.handle_input(Input::Timeout(now));
+        p.timeout(now);
         self.send_feedback(id, now, false);
         let Some(p) = self.peers.get_mut(&id) else {
             return;
@@ -1641,12 +1695,13 @@ impl Sfu {
                     {
                         steps += 1;
                         released = false;
-                        let _ = peer.rtc.handle_input(Input::Timeout(t.max(now)));
+                        peer.timeout(t.max(now));
                     }
                     Ok(Output::Timeout(t)) => {
                         let mut t = t.max(now);
-                        if deferrable(peer.rtc.last_timeout_reason()) && peer.audio_only() {
-                            t = t.max(now + AUDIO_ONLY_SLACK);
+                        let reason = peer.rtc.last_timeout_reason();
+                        if let Some(d) = slack(reason, peer.audio_only(), || peer.send_idle()) {
+                            t = t.max(now + d);
                         }
                         if let Fast::Ready(fp) = &peer.fast
                             && let Some(f) =
@@ -2106,6 +2161,12 @@ impl Sfu {
                 let w = if audio {
                     w.ext_vals(f.ext.clone())
                 } else {
+                    // rtcd's congestion controller has a no-op pacer: the estimate only
+                    // chooses screen-share layers, and a frame goes out as it came in.
+                    // str0m's pacer held video to 1.1x the estimate instead, so a layer above
+                    // it (a 1.6 Mbps screen against the 250 kbps starting estimate) queued for
+                    // up to 2 s, and the queue cost a timer pass per release.
+                    tx.set_unpaced(true);
                     w.nackable(true)
                 };
                 tx.write_rtp(w);
@@ -2127,7 +2188,7 @@ impl Sfu {
             let Some(rp) = self.peers.get_mut(&r) else {
                 continue;
             };
-            let _ = rp.rtc.handle_input(Input::Timeout(now));
+            rp.timeout(now);
             self.drive_paced(r, now, run.len());
             if let Some(rp) = self.peers.get_mut(&r) {
                 for o in &mut rp.out {
