@@ -1224,14 +1224,22 @@ fn write_frame(
     out
 }
 
-#[test]
-fn a_screen_share_above_the_estimate_goes_out_unpaced_and_idle_viewers_wait_for_frames() {
-    // rtcd's congestion controller has a no-op pacer: a viewer gets a frame as it came in, and
-    // the estimate only chooses layers. str0m's pacer held video to 1.1x the estimate: a
-    // 1.6 Mbps screen against the 250 kbps starting estimate queued at every viewer for up to
-    // 2 s (its queue limit). A frame of 12 packets is also written to each viewer in two
-    // chunks at one instant; the pacer's steps for the first ran the viewer's clock ahead, and
-    // str0m ignored the timeout that was to send the second.
+/// Hands the SFU a publisher's packets and pumps the network without running a timer: how
+/// many RTP packets each viewer got.
+fn deliver(net: &mut Net, viewers: &[String], burst: &[str0m::net::Transmit]) -> Vec<usize> {
+    let received =
+        |net: &mut Net| -> Vec<usize> { viewers.iter().map(|v| net.client(v).rtp_in).collect() };
+    let had = received(net);
+    for t in burst {
+        net.sfu
+            .handle_datagram(net.now, t.proto, t.source, t.destination, &t.contents);
+    }
+    net.pump();
+    received(net).iter().zip(&had).map(|(n, h)| n - h).collect()
+}
+
+/// With estimation on, A shares a screen to four viewers, V0 to V3.
+fn screen_share_to_four_viewers() -> (Net, Mid, Vec<String>) {
     let mut net = Net::with_bwe(true);
     net.join("A", "10.0.0.2:5000");
     let viewers: Vec<String> = (0..4).map(|i| format!("V{i}")).collect();
@@ -1240,24 +1248,24 @@ fn a_screen_share_above_the_estimate_goes_out_unpaced_and_idle_viewers_wait_for_
     }
     net.run(Duration::from_secs(3));
     let screen = share_screen(&mut net, "A", "scrA");
-    let received =
-        |net: &mut Net| -> Vec<usize> { viewers.iter().map(|v| net.client(v).rtp_in).collect() };
+    (net, screen, viewers)
+}
+
+#[test]
+fn a_screen_share_above_the_estimate_goes_out_unpaced_and_idle_viewers_wait_for_frames() {
+    // rtcd's congestion controller has a no-op pacer: a viewer gets a frame as it came in, and
+    // the estimate only chooses layers. str0m's pacer held video to 1.1x the estimate: a
+    // 1.6 Mbps screen against the 250 kbps starting estimate queued at every viewer for up to
+    // 2 s (its queue limit). A frame of 12 packets is also written to each viewer in two
+    // chunks at one instant; the pacer's steps for the first ran the viewer's clock ahead, and
+    // str0m ignored the timeout that was to send the second.
+    let (mut net, screen, viewers) = screen_share_to_four_viewers();
     let frame_interval = Duration::from_nanos(1_000_000_000 / 15);
     let before = net.sfu.timer_passes();
     for i in 0..15 {
         let burst = write_frame(&mut net, "A", screen, i * 6000, 13_200);
         assert!(burst.len() >= 12, "a frame of {} packets", burst.len());
-        let had = received(&mut net);
-        for t in &burst {
-            net.sfu
-                .handle_datagram(net.now, t.proto, t.source, t.destination, &t.contents);
-        }
-        net.pump();
-        let got: Vec<usize> = received(&mut net)
-            .iter()
-            .zip(&had)
-            .map(|(n, h)| n - h)
-            .collect();
+        let got = deliver(&mut net, &viewers, &burst);
         assert!(
             got.iter().all(|&n| n == burst.len()),
             "frame {i}: {got:?} of {} reached the viewers in the pass that wrote it",
@@ -1282,34 +1290,15 @@ fn a_screen_share_needs_no_timer_pass_per_packet_per_viewer() {
     // timeout 1 µs on to reopen. The SFU takes that timeout while it drives the viewer, so a
     // frame of several packets reaches every viewer in the pass that wrote it and leaves no
     // timer behind. Before, each viewer's burst left one, a timer pass per viewer per frame.
-    let mut net = Net::with_bwe(true);
-    net.join("A", "10.0.0.2:5000");
-    let viewers: Vec<String> = (0..4).map(|i| format!("V{i}")).collect();
-    for (i, v) in viewers.iter().enumerate() {
-        net.join(v, &format!("10.0.1.{}:5000", i + 1));
-    }
-    net.run(Duration::from_secs(3));
-    let screen = share_screen(&mut net, "A", "scrA");
+    let (mut net, screen, viewers) = screen_share_to_four_viewers();
     // A keyframe-like VP8 frame of 1500 bytes (two packets) every 200 ms: 60 kbps, well
     // inside the pacer's budget at the starting estimate, so it paces nothing here.
-    let received =
-        |net: &mut Net| -> Vec<usize> { viewers.iter().map(|v| net.client(v).rtp_in).collect() };
     let mut left_behind = 0;
     for i in 0..15 {
         let burst = write_frame(&mut net, "A", screen, i * 18000, 1500);
         assert!(burst.len() >= 2, "a frame of {} packets", burst.len());
-        let had = received(&mut net);
-        for t in &burst {
-            net.sfu
-                .handle_datagram(net.now, t.proto, t.source, t.destination, &t.contents);
-        }
         // The frame is out to every viewer before any timer runs.
-        net.pump();
-        let got: Vec<usize> = received(&mut net)
-            .iter()
-            .zip(&had)
-            .map(|(n, h)| n - h)
-            .collect();
+        let got = deliver(&mut net, &viewers, &burst);
         assert!(
             got.iter().all(|&n| n == burst.len()),
             "frame {i}: {got:?} of {}",
