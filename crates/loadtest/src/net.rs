@@ -311,14 +311,12 @@ fn send_batch(
     let n = msgs.len().min(BATCH);
     // SAFETY: the headers point into `names`, `controls`, `iovs` and the caller's buffers, all
     // of which outlive the call; sendmmsg only reads through them. Each control buffer is
-    // zeroed, aligned for cmsghdr and large enough for CMSG_SPACE(in_pktinfo), and is written
-    // through the CMSG_* accessors.
+    // zeroed and aligned for cmsghdr, and `put_control` writes within it.
     unsafe {
         let mut names: [libc::sockaddr_in; BATCH] = std::mem::zeroed();
         let mut controls: [mmsg::Control; BATCH] = [[0; 8]; BATCH];
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-        let space = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
         let mut k = 0;
         for (src, dst, data) in &msgs[..n] {
             // IPv4 only: an IPv6 destination ends the batch here (rtcd's candidates in this
@@ -332,12 +330,6 @@ fn send_batch(
             let h = &mut hdrs[k].msg_hdr;
             let name = (&mut names[k] as *mut libc::sockaddr_in).cast();
             mmsg::point(h, name, size_of::<libc::sockaddr_in>(), &mut iovs[k]);
-            h.msg_control = controls[k].as_mut_ptr().cast();
-            h.msg_controllen = space as _;
-            let c = libc::CMSG_FIRSTHDR(h);
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
             let info = libc::in_pktinfo {
                 ipi_ifindex: 0,
                 ipi_spec_dst: libc::in_addr {
@@ -345,7 +337,7 @@ fn send_batch(
                 },
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+            mmsg::put_control(h, &mut controls[k], libc::IPPROTO_IP, libc::IP_PKTINFO, info);
             k += 1;
         }
         if k == 0 {

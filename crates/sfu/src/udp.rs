@@ -1,9 +1,12 @@
 //! Batched UDP I/O for the shell: `recvmmsg`/`sendmmsg` on Linux (one syscall per batch rather
-//! than per datagram), large socket buffers, and receive buffers that are reused rather than
-//! allocated per datagram. Other systems fall back to one datagram per call.
+//! than per datagram), UDP segmentation offload for runs of equal datagrams to one destination
+//! (a video frame to one viewer: one trip through the stack for the run, see [`gso_run`]), large
+//! socket buffers, and receive buffers that are reused rather than allocated per datagram.
+//! Other systems fall back to one datagram per call.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -12,6 +15,14 @@ use tokio::net::UdpSocket;
 pub const BATCH: usize = 32;
 /// Room per received datagram: above any path MTU a WebRTC peer uses.
 const SLOT: usize = 2048;
+/// Datagrams one segmented send carries at most (`UDP_MAX_SEGMENTS` is 64 on older kernels).
+const GSO_SEGMENTS: usize = 64;
+/// The largest datagram sent segmented: an Ethernet MTU's UDP payload. WebRTC stays under
+/// about 1200 bytes; anything larger goes alone, as it would without segmentation.
+const GSO_SEGMENT_MAX: usize = 1472;
+/// Whether segmented sends work here; cleared for good the first time the kernel refuses a run
+/// that then goes out datagram by datagram (a device without checksum offload, `SO_NO_CHECK`).
+static GSO: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
 /// Socket buffers asked for: bursts of a large call (a keyframe to hundreds of viewers) must not
 /// overflow the kernel's default ~200 KB. The kernel caps this at `net.core.{r,w}mem_max`.
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -208,6 +219,35 @@ pub struct Sent {
     pub refused: usize,
     /// The last refusal's error, for the log.
     pub error: Option<io::Error>,
+    /// Messages the kernel took: one per run of datagrams sent segmented ([`gso_run`]).
+    pub messages: usize,
+}
+
+/// How many datagrams from the front of `msgs` go out as one segmented send (`UDP_SEGMENT`):
+/// a run to one destination in which every datagram has the first one's length, but for the
+/// last, which may be shorter (the kernel cuts the run into pieces of the first one's length).
+/// A video frame to one viewer is such a run: its packets are split equally. 1 when the front
+/// datagram goes alone, 0 for no datagrams.
+pub fn gso_run<B: AsRef<[u8]>>(msgs: &[(SocketAddr, B)]) -> usize {
+    let Some((to, first)) = msgs.first() else {
+        return 0;
+    };
+    let size = first.as_ref().len();
+    if !(1..=GSO_SEGMENT_MAX).contains(&size) {
+        return 1;
+    }
+    let mut n = 1;
+    for (dest, data) in &msgs[1..] {
+        let len = data.as_ref().len();
+        if n == GSO_SEGMENTS || dest != to || len == 0 || len > size {
+            break;
+        }
+        n += 1;
+        if len < size {
+            break; // only the last piece may be short
+        }
+    }
+    n
 }
 
 /// Sends as many of `msgs` as the socket takes now. A full socket buffer stops the queue (the
@@ -217,27 +257,58 @@ pub struct Sent {
 /// no route dropped every other receiver's copy behind it.) Generic over the payload, so that
 /// owned queues go out as they are, with no slice list built per call.
 pub fn send<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> Sent {
+    send_with(sock, msgs, GSO.load(Ordering::Relaxed))
+}
+
+/// [`send`], with runs sent segmented or not.
+fn send_with<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)], gso: bool) -> Sent {
     let mut out = Sent::default();
     let mut next = 0;
     while next < msgs.len() {
         let end = (next + BATCH).min(msgs.len());
         // Straight to the non-blocking socket: tokio's write readiness is not needed, since a
         // full buffer means dropping, never waiting.
-        match send_now(sock, &msgs[next..end]) {
-            Ok(0) => break,
-            Ok(n) => {
+        match send_now(sock, &msgs[next..end], gso) {
+            Ok((0, _)) => break,
+            Ok((n, messages)) => {
                 out.sent += n;
+                out.messages += messages;
                 next += n;
             }
             Err(e) if buffer_full(&e) => break,
             Err(e) => {
-                out.refused += 1;
-                out.error = Some(e);
-                next += 1;
+                // The kernel refused the first message: one datagram, or a segmented run.
+                let run = if gso { gso_run(&msgs[next..end]) } else { 1 };
+                if run > 1 && segmenting_refused(&e) {
+                    let r = send_with(sock, &msgs[next..next + run], false);
+                    if r.sent > 0 {
+                        // The datagrams go where the run did not: segmenting is what failed.
+                        GSO.store(false, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "UDP segmentation offload refused: sending datagram by datagram from now on");
+                    }
+                    out.sent += r.sent;
+                    out.messages += r.messages;
+                    out.refused += r.refused;
+                    out.error = r.error.or(out.error);
+                    if r.sent + r.refused < run {
+                        break; // the buffer filled
+                    }
+                } else {
+                    out.refused += run;
+                    out.error = Some(e);
+                }
+                next += run;
             }
         }
     }
     out
+}
+
+/// What the kernel answers a segmented send it cannot make: EIO where the device has no
+/// checksum offload, EINVAL where the socket sends without checksums or the route's MTU is
+/// below the segment size.
+fn segmenting_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
 }
 
 /// The socket (or the device queue behind it) has no room now: nothing later would fare better.
@@ -323,31 +394,57 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// One `sendmmsg` of the front of `msgs` (at most [`BATCH`] datagrams); with `gso`, each run
+/// [`gso_run`] finds is one message. Returns the datagrams and the messages the kernel took; an
+/// error is the first message's.
 #[cfg(target_os = "linux")]
-fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
+fn send_now<B: AsRef<[u8]>>(
+    sock: &UdpSocket,
+    msgs: &[(SocketAddr, B)],
+    gso: bool,
+) -> io::Result<(usize, usize)> {
     use std::os::fd::AsRawFd;
-    let n = msgs.len().min(BATCH);
-    // On the stack, not in a Vec: no allocation per sendmmsg. Slots past `n` are unused.
+    let msgs = &msgs[..msgs.len().min(BATCH)];
+    // On the stack, not in a Vec: no allocation per sendmmsg. Slots past the last are unused.
     let unused = SocketAddr::from(([0, 0, 0, 0], 0));
     let addrs: [socket2::SockAddr; BATCH] =
         std::array::from_fn(|i| msgs.get(i).map_or(unused, |(a, _)| *a).into());
-    // SAFETY: the headers point into `addrs`, `iovs` and the caller's slices, which all outlive
-    // the call; sendmmsg only reads through them.
+    // Datagrams per message.
+    let mut runs = [0usize; BATCH];
+    // SAFETY: the headers point into `addrs`, `iovs`, `control` and the caller's slices, which
+    // all outlive the call; sendmmsg only reads through them. A run's iovecs are consecutive
+    // entries of `iovs`, and a control message is written only within its own `control` slot.
     unsafe {
         let mut iovs: [libc::iovec; BATCH] = std::mem::zeroed();
         let mut hdrs: [libc::mmsghdr; BATCH] = std::mem::zeroed();
-        for (i, ((_, data), addr)) in msgs.iter().zip(&addrs).enumerate() {
+        let mut control: [mmsg::Control; BATCH] = std::mem::zeroed();
+        for (i, (_, data)) in msgs.iter().enumerate() {
             let data = data.as_ref();
             iovs[i].iov_base = data.as_ptr() as *mut libc::c_void;
             iovs[i].iov_len = data.len();
+        }
+        let (mut first, mut m) = (0, 0);
+        while first < msgs.len() {
+            let run = if gso { gso_run(&msgs[first..]) } else { 1 };
+            let addr = &addrs[first];
+            let h = &mut hdrs[m].msg_hdr;
             mmsg::point(
-                &mut hdrs[i].msg_hdr,
+                h,
                 addr.as_ptr() as *mut libc::c_void,
                 addr.len() as usize,
-                &mut iovs[i],
+                &mut iovs[first],
             );
+            h.msg_iovlen = run as _;
+            if run > 1 {
+                let size = msgs[first].1.as_ref().len() as u16;
+                mmsg::put_control(h, &mut control[m], libc::SOL_UDP, libc::UDP_SEGMENT, size);
+            }
+            runs[m] = run;
+            first += run;
+            m += 1;
         }
-        mmsg::send(sock.as_raw_fd(), &mut hdrs[..n])
+        let sent = mmsg::send(sock.as_raw_fd(), &mut hdrs[..m])?;
+        Ok((runs[..sent].iter().sum(), sent))
     }
 }
 
@@ -428,6 +525,31 @@ pub mod mmsg {
         h.msg_iovlen = 1;
     }
 
+    /// Gives `h` one control message of `level` and `kind` carrying `value`, written into
+    /// `buf`.
+    pub fn put_control<T: Copy>(
+        h: &mut libc::msghdr,
+        buf: &mut Control,
+        level: libc::c_int,
+        kind: libc::c_int,
+        value: T,
+    ) {
+        // SAFETY: CMSG_SPACE of a T fits `buf` (asserted), which outlives the header's use;
+        // CMSG_FIRSTHDR of a header whose control length covers a cmsghdr points at `buf`'s
+        // start, and the value is written unaligned within CMSG_LEN of it.
+        unsafe {
+            let space = libc::CMSG_SPACE(size_of::<T>() as u32) as usize;
+            assert!(space <= size_of::<Control>());
+            h.msg_control = buf.as_mut_ptr().cast();
+            h.msg_controllen = space as _;
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = kind;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<T>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<T>(), value);
+        }
+    }
+
     /// `recvmmsg(MSG_DONTWAIT)` into `hdrs`; returns how many were filled.
     ///
     /// # Safety
@@ -484,9 +606,13 @@ fn recv_now(sock: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send_now<B: AsRef<[u8]>>(sock: &UdpSocket, msgs: &[(SocketAddr, B)]) -> io::Result<usize> {
+fn send_now<B: AsRef<[u8]>>(
+    sock: &UdpSocket,
+    msgs: &[(SocketAddr, B)],
+    _gso: bool,
+) -> io::Result<(usize, usize)> {
     let (addr, data) = &msgs[0];
-    sock.try_send_to(data.as_ref(), *addr).map(|_| 1)
+    sock.try_send_to(data.as_ref(), *addr).map(|_| (1, 1))
 }
 
 #[cfg(test)]
@@ -519,6 +645,72 @@ mod tests {
             }
         }
         assert_eq!(got, payloads);
+    }
+
+    #[test]
+    fn a_run_is_equal_datagrams_to_one_destination_and_a_shorter_last() {
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+        let run = |spec: &[(SocketAddr, usize)]| {
+            let msgs: Vec<(SocketAddr, Vec<u8>)> =
+                spec.iter().map(|&(to, len)| (to, vec![0; len])).collect();
+            gso_run(&msgs)
+        };
+        assert_eq!(run(&[]), 0);
+        assert_eq!(run(&[(a, 1100)]), 1);
+        assert_eq!(run(&[(a, 1100), (a, 1100), (a, 1100), (b, 1100)]), 3, "to one destination");
+        assert_eq!(run(&[(a, 1100), (a, 1100), (a, 700), (a, 700)]), 3, "a short one ends it");
+        assert_eq!(run(&[(a, 700), (a, 1100)]), 1, "a longer one cannot follow");
+        assert_eq!(run(&[(a, 1100), (a, 0)]), 1, "no empty piece");
+        assert_eq!(run(&[(a, 1500), (a, 1500)]), 1, "above an Ethernet payload: alone");
+        assert_eq!(run(&vec![(a, 200); 100]), GSO_SEGMENTS, "the kernel's limit");
+    }
+
+    /// Runs to one receiver go out as one segmented message each and arrive as the datagrams
+    /// they were. Where the kernel refuses to segment (here a socket sending without UDP
+    /// checksums), the run goes datagram by datagram, and later runs too.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn runs_go_segmented_and_arrive_as_datagrams_or_go_one_by_one_where_refused() {
+        use std::os::fd::AsRawFd;
+        let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let c = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (to_b, to_c) = (b.local_addr().unwrap(), c.local_addr().unwrap());
+        // A frame of 10 packets to b, another receiver's 5, then 3 more to b.
+        let mut msgs: Vec<(SocketAddr, Vec<u8>)> = (0..9u8).map(|i| (to_b, vec![i; 1100])).collect();
+        msgs.push((to_b, vec![9; 500]));
+        msgs.extend((0..5u8).map(|i| (to_c, vec![100 + i; 300])));
+        msgs.extend((0..3u8).map(|i| (to_b, vec![200 + i; 1100])));
+        let want = |to: SocketAddr| -> Vec<Vec<u8>> {
+            msgs.iter().filter(|(d, _)| *d == to).map(|(_, p)| p.clone()).collect()
+        };
+        async fn drain(sock: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+            let (mut got, mut batch) = (Vec::new(), RecvBatch::default());
+            while got.len() < n {
+                tokio::time::timeout(std::time::Duration::from_secs(5), recv(sock, &mut batch))
+                    .await
+                    .expect("datagrams arrive")
+                    .unwrap();
+                got.extend(batch.iter().map(|(_, d)| d.to_vec()));
+            }
+            got
+        }
+        for checksums in [true, false] {
+            let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            if !checksums {
+                mmsg::set_int(a.as_raw_fd(), libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+            }
+            let r = send(&a, &msgs);
+            assert_eq!((r.sent, r.refused), (18, 0), "{r:?}");
+            if checksums {
+                assert_eq!(r.messages, 3, "one message per run: {r:?}");
+            } else {
+                assert_eq!(r.messages, 18, "from the refused run on, one per datagram: {r:?}");
+                assert!(!GSO.load(Ordering::Relaxed), "segmenting is off from now on");
+            }
+            assert_eq!(drain(&b, 13).await, want(to_b));
+            assert_eq!(drain(&c, 5).await, want(to_c));
+        }
     }
 
     /// A socket that stamps arrivals gives each datagram the time the kernel queued it: after
