@@ -186,6 +186,12 @@ type CallKey = u64;
 /// core hands out itself, so these use the Fx hash.
 type IdMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// A map keyed by what the network chooses (a datagram's source address), looked up once per
+/// datagram received. Seeded at random per map, so no one can aim keys at one bucket, and far
+/// cheaper than SipHash, which cost 3.2% of the instructions at 500 calls x 2 (`forward.rs`
+/// under callgrind: 836M -> 809M).
+type NetMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A publisher's incoming track.
 #[derive(Debug, Clone)]
 struct TrackIn {
@@ -607,7 +613,7 @@ pub struct Sfu {
     peers: IdMap<PeerId, Peer>,
     by_session: HashMap<String, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
-    by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
+    by_addr: NetMap<(Protocol, SocketAddr), PeerId>,
     calls: IdMap<CallKey, Vec<PeerId>>,
     /// The one screen sharer of each call.
     screens: IdMap<CallKey, PeerId>,
